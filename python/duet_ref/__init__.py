@@ -1,0 +1,1 @@
+"""duet_ref: the PyTorch reference (executable spec), trainer and exporter of duet models."""

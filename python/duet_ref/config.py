@@ -1,0 +1,111 @@
+"""Model configuration: load, validate and describe `config.json`.
+
+The config is the single source of every size in the model; see docs/model.md.
+"""
+from __future__ import annotations
+
+import copy
+import json
+
+DEFAULTS = {
+    "name": "duet",
+    "image": {"channels": 1, "height": 28, "width": 28},
+    "text": {"tokenizer": "byte", "max_length": 32, "vocab_size": 259, "width": 128,
+             "layers": 2, "heads": 4, "mlp_ratio": 4},
+    "backbone": {"patch": 4, "width": 192, "depth": 6, "heads": 6, "mlp_ratio": 4},
+    "refiner": {"base_channels": 32, "channel_mult": [1, 2, 2], "groups": 8, "time_channels": 32,
+                "carafe": {"k_up": 5, "k_enc": 3, "scale": 2, "compress": 16}},
+    "highpass": {"rho_c": 0.25, "tau": 0.04},
+    "gate": {"hidden": 64},
+    "diffusion": {"num_train_timesteps": 1000, "beta_schedule": "linear",
+                  "prediction_type": "epsilon"},
+    "inference": {"refine_every": 3},
+}
+
+TIME_EMBED_DIM = 256  # sinusoid(t) width, fixed by the spec
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _pos_int(cfg, sect, key):
+    v = cfg[sect][key]
+    if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        raise ConfigError(f"config field {sect}.{key}: expected a positive integer, got {v!r}")
+    return v
+
+
+def validate(cfg: dict) -> dict:
+    """Checks every invariant the model relies on; raises ConfigError naming the field."""
+    for sect, key in [("image", "channels"), ("image", "height"), ("image", "width"),
+                      ("text", "max_length"), ("text", "width"), ("text", "layers"),
+                      ("text", "heads"), ("text", "mlp_ratio"), ("backbone", "patch"),
+                      ("backbone", "width"), ("backbone", "depth"), ("backbone", "heads"),
+                      ("backbone", "mlp_ratio"), ("refiner", "base_channels"),
+                      ("refiner", "groups"), ("refiner", "time_channels"), ("gate", "hidden"),
+                      ("diffusion", "num_train_timesteps")]:
+        _pos_int(cfg, sect, key)
+    t, b, r = cfg["text"], cfg["backbone"], cfg["refiner"]
+    if t["tokenizer"] != "byte":
+        raise ConfigError(f"config field text.tokenizer: only 'byte' is supported, got {t['tokenizer']!r}")
+    if t["vocab_size"] != 259:
+        raise ConfigError("config field text.vocab_size: the byte tokenizer needs 259")
+    if t["max_length"] < 2:
+        raise ConfigError("config field text.max_length: must be >= 2 (<bos> and <eos>)")
+    if t["width"] % t["heads"]:
+        raise ConfigError("config field text.heads: must divide text.width")
+    if b["width"] % b["heads"]:
+        raise ConfigError("config field backbone.heads: must divide backbone.width")
+    if b["width"] % 4:
+        raise ConfigError("config field backbone.width: must be a multiple of 4 (2-D sin-cos embedding)")
+    H, W = cfg["image"]["height"], cfg["image"]["width"]
+    if H % b["patch"] or W % b["patch"]:
+        raise ConfigError("config field backbone.patch: must divide image.height and image.width")
+    mult = r["channel_mult"]
+    if not isinstance(mult, list) or not mult or any(not isinstance(m, int) or m <= 0 for m in mult):
+        raise ConfigError("config field refiner.channel_mult: expected a non-empty list of positive integers")
+    stride = 2 ** (len(mult) - 1)
+    if H % stride or W % stride:
+        raise ConfigError(f"config field refiner.channel_mult: image size must be divisible by {stride}")
+    for m in mult:
+        if (r["base_channels"] * m) % r["groups"]:
+            raise ConfigError("config field refiner.groups: must divide every level's channel count")
+    c = r["carafe"]
+    for key in ("k_up", "k_enc", "compress"):
+        if not isinstance(c[key], int) or c[key] <= 0:
+            raise ConfigError(f"config field refiner.carafe.{key}: expected a positive integer")
+    if c["scale"] != 2:
+        raise ConfigError("config field refiner.carafe.scale: only 2 is supported (matches the stride-2 downsampling)")
+    if c["k_up"] % 2 == 0 or c["k_enc"] % 2 == 0:
+        raise ConfigError("config field refiner.carafe.k_up/k_enc: must be odd")
+    hp = cfg["highpass"]
+    if not (isinstance(hp["rho_c"], (int, float)) and 0 <= hp["rho_c"] <= 1):
+        raise ConfigError("config field highpass.rho_c: expected a number in [0, 1]")
+    if not (isinstance(hp["tau"], (int, float)) and hp["tau"] >= 0):
+        raise ConfigError("config field highpass.tau: expected a number >= 0")
+    d = cfg["diffusion"]
+    if d["beta_schedule"] not in ("linear", "scaled_linear", "cosine"):
+        raise ConfigError("config field diffusion.beta_schedule: expected linear|scaled_linear|cosine")
+    if d["prediction_type"] not in ("epsilon", "v_prediction"):
+        raise ConfigError("config field diffusion.prediction_type: expected epsilon|v_prediction")
+    return cfg
+
+
+def from_dict(d: dict) -> dict:
+    return validate(_merge(DEFAULTS, d))
+
+
+def load(path: str) -> dict:
+    with open(path, "r", encoding="utf-8") as f:
+        return from_dict(json.load(f))

@@ -1,0 +1,173 @@
+"""Train a duet model on Fashion-MNIST with generated prompts (resumable, seeded).
+
+    OPENBLAS_CORETYPE=SKYLAKEX python3 -m duet_ref.train --config configs/fashion-duet.json \
+        --out runs/fashion-duet --total-steps 40000 --minutes 120
+
+Loss (seed design): L = l_sem * |eps - eps_s|^2 + l_tex * |HP(eps) - (alpha HP(eps_s) + (1-alpha) eps_d)|^2
+Running it again with the same --out continues from runs/.../last.ckpt.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+
+from . import config as config_mod
+from .data import PromptedFashion
+from .diffusion import Schedule
+from .model import DuetModel
+from .spectral import highpass
+
+
+def loss_terms(model, sched, x0, prompts, gen, l_sem=1.0, l_tex=0.65):
+    B = x0.shape[0]
+    t_idx = torch.randint(0, sched.T, (B,), generator=gen)
+    noise = torch.randn(x0.shape, generator=gen)
+    x_t = sched.q_sample(x0, t_idx, noise)
+    target = sched.target(x0, t_idx, noise)
+    ps = model.encode_prompt(prompts)
+    out = model(x_t, t_idx.to(torch.float32), ps, refine=True)
+    m = model.mask_for(x_t)
+    a = out["alpha"][:, None, None, None]
+    sem = ((target - out["eps_s"]) ** 2).mean()
+    tex = ((highpass(target, m) - (a * out["hp_s"] + (1 - a) * out["eps_d"])) ** 2).mean()
+    return l_sem * sem + l_tex * tex, sem.detach(), tex.detach(), ((target - out["eps"]) ** 2).mean().detach()
+
+
+def build_optimizer(model, lr_bb, lr_ref, wd=0.0):
+    slow = list(model.text.parameters()) + list(model.cond.parameters()) + list(model.backbone.parameters())
+    fast = list(model.refiner.parameters()) + list(model.gate.parameters())
+    return torch.optim.AdamW([{"params": slow, "lr": lr_bb, "base_lr": lr_bb, "group": "backbone"},
+                              {"params": fast, "lr": lr_ref, "base_lr": lr_ref, "group": "refiner"}],
+                             weight_decay=wd, betas=(0.9, 0.999))
+
+
+def set_lrs(opt, step, total, warmup):
+    """backbone+text: linear warm-up then cosine annealing to 0; refiner+gate: warm-up then constant."""
+    w = min(1.0, (step + 1) / warmup)
+    for g in opt.param_groups:
+        if g["group"] == "backbone":
+            prog = min(1.0, step / max(1, total))
+            g["lr"] = g["base_lr"] * w * 0.5 * (1 + math.cos(math.pi * prog))
+        else:
+            g["lr"] = g["base_lr"] * w
+
+
+def save_checkpoint(path, state):
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/fashion-duet.json")
+    ap.add_argument("--out", default="runs/fashion-duet")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--total-steps", type=int, default=40000, help="length of the cosine schedule")
+    ap.add_argument("--minutes", type=float, default=0, help="stop after this wall time (0 = no limit)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps in total (0 = total-steps)")
+    ap.add_argument("--lr-backbone", type=float, default=1e-4)
+    ap.add_argument("--lr-refiner", type=float, default=5e-4)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--lambda-sem", type=float, default=1.0)
+    ap.add_argument("--lambda-tex", type=float, default=0.65)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ckpt-minutes", type=float, default=5)
+    ap.add_argument("--log-every", type=int, default=50)
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, "last.ckpt")
+    cfg = config_mod.load(args.config)
+    torch.manual_seed(args.seed)
+    model = DuetModel(cfg)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = build_optimizer(model, args.lr_backbone, args.lr_refiner)
+    sched = Schedule(cfg)
+    data = PromptedFashion("train", seed=args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    nprng = np.random.default_rng(args.seed)
+    step, elapsed_total = 0, 0.0
+    if os.path.exists(ckpt_path):
+        st = torch.load(ckpt_path)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step, elapsed_total = st["step"], st.get("elapsed", 0.0)
+        gen.set_state(st["gen"])
+        nprng.bit_generator.state = st["nprng"]
+        data.rng.setstate(st["pyrng"])
+        cfg = st["config"]
+        print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    max_steps = args.max_steps or args.total_steps
+    log_path = os.path.join(args.out, "log.csv")
+    new_log = not os.path.exists(log_path)
+    logf = open(log_path, "a", newline="")
+    log = csv.writer(logf)
+    if new_log:
+        log.writerow(["step", "elapsed_s", "loss", "loss_sem", "loss_tex", "loss_fused", "lr_backbone", "lr_refiner", "samples_per_s"])
+    t_start = time.time()
+    t_ckpt = t_start
+    acc = np.zeros(4)
+    n_acc, t_log = 0, time.time()
+    perm, pos = nprng.permutation(len(data.y)), 0
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                                    "step": step, "elapsed": elapsed_total + time.time() - t_start,
+                                    "gen": gen.get_state(), "nprng": nprng.bit_generator.state,
+                                    "pyrng": data.rng.getstate(), "config": cfg, "args": vars(args)})
+
+    model.train()
+    while step < max_steps:
+        if args.minutes and time.time() - t_start > args.minutes * 60:
+            break
+        if pos + args.batch > len(perm):
+            perm, pos = nprng.permutation(len(data.y)), 0
+        idx = perm[pos:pos + args.batch]
+        pos += args.batch
+        x0, prompts = data.batch(idx)
+        set_lrs(opt, step, args.total_steps, args.warmup)
+        loss, sem, tex, fused = loss_terms(model, sched, x0, prompts, gen, args.lambda_sem, args.lambda_tex)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        step += 1
+        acc += [loss.item(), sem.item(), tex.item(), fused.item()]
+        n_acc += 1
+        if step % args.log_every == 0:
+            now = time.time()
+            sps = n_acc * args.batch / (now - t_log)
+            lrs = [g["lr"] for g in opt.param_groups]
+            row = [step, round(elapsed_total + now - t_start, 1), *np.round(acc / n_acc, 6), *lrs, round(sps, 1)]
+            log.writerow(row)
+            logf.flush()
+            print(f"step {step} loss {acc[0] / n_acc:.4f} sem {acc[1] / n_acc:.4f} tex {acc[2] / n_acc:.4f} "
+                  f"fused {acc[3] / n_acc:.4f} {sps:.1f} samples/s", flush=True)
+            acc[:] = 0
+            n_acc, t_log = 0, now
+        if time.time() - t_ckpt > args.ckpt_minutes * 60:
+            checkpoint()
+            t_ckpt = time.time()
+    checkpoint()
+    print(f"saved {ckpt_path} at step {step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
