@@ -59,10 +59,10 @@ TEST(Schedule, SigmaToTInvertsTheTable) {
   auto s = NoiseSchedule::create(p);
   ASSERT_TRUE(s.is_ok());
   for (int k : {0, 1, 10, 500, 998, 999}) EXPECT_NEAR(s->sigma_to_t(s->sigmas_f32()[k]), k, 1e-4);
-  // log-sigma interpolation is the inverse of sigma_to_t
+  // log-sigma interpolation (float64 logs) inverts sigma_to_t (diffusers: float32 log table)
   for (double t : {0.5, 17.25, 333.3, 998.9}) {
     const double ab = s->t_to_alphabar_logsigma(t);
-    EXPECT_NEAR(s->sigma_to_t(std::sqrt((1 - ab) / ab)), t, 1e-6);
+    EXPECT_NEAR(s->sigma_to_t(std::sqrt((1 - ab) / ab)), t, 1e-4);
   }
   auto k = karras_sigmas(0.03, 14.6, 10);
   EXPECT_NEAR(k.front(), 14.6, 1e-9);
@@ -82,7 +82,9 @@ TEST(SamplerFixtures, EveryFixturePassesStepwiseAndEndToEnd) {
     EXPECT_TRUE(r->e2e_pass) << r->description << " end-to-end " << r->e2e_max_abs << " > "
                              << r->e2e_tol;
     for (const auto& p : r->problems) ADD_FAILURE() << r->description << ": " << p;
-    EXPECT_LT(r->alphabar_max_rel, 1e-5) << r->description;
+    // model timesteps reproduce the fixture's alphabar up to float32 rounding of t (largest at the
+    // steep end of squaredcos_cap_v2, where one float32 ulp of t moves alphabar by ~4e-4)
+    EXPECT_LT(r->alphabar_max_rel, 1e-3) << r->description;
     seen_samplers.push_back(r->description.substr(0, r->description.find(' ')));
   }
   // every sampler family is covered by at least one fixture
