@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs everything duet needs from Debian packages (and npm for the ONNX Runtime peer).
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+PKGS=(
+  build-essential cmake pkg-config git
+  libdnnl-dev libhwy-dev libfftw3-dev nlohmann-json3-dev libpng-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
+  python3 python3-torch python3-numpy python3-onnx python3-pil python3-scipy python3-pytest
+  libopenblas0-pthread dataset-fashion-mnist nodejs npm
+)
+if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"
+fi
