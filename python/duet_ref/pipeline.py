@@ -29,11 +29,11 @@ def initial_noise(n: int, cfg: dict, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_scale: float = 4.0,
              negative_prompt: str = "", seed: int = 0, refine_every: int | None = None, callback=None,
-             x_T: torch.Tensor | None = None):
+             x_T: torch.Tensor | None = None, eps_callback=None):
     """prompts: list of n strings -> images [n, C, H, W] in [-1, 1].
 
     refine_every None -> the config's inference.refine_every. callback(i, x) after every step.
-    x_T overrides the seeded initial noise.
+    x_T overrides the seeded initial noise. eps_callback(i, t, eps) gets every step's guided output.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
@@ -50,7 +50,10 @@ def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_sca
         tt = torch.full((2 * n,), float(t), dtype=torch.float32)
         out = model(xin, tt, ps, refine=refine_at(i, refine_every))["eps"]
         eps_c, eps_u = out[:n], out[n:]
-        return eps_u + cfg_scale * (eps_c - eps_u)
+        eps = eps_u + cfg_scale * (eps_c - eps_u)
+        if eps_callback:
+            eps_callback(i, t, eps)
+        return eps
 
     x = SAMPLERS[sampler](eps_fn, x, sched, steps, callback=callback)
     return x.clamp(-1.0, 1.0)
