@@ -15,6 +15,7 @@ vs. shape*itemsize, contiguity/no gaps/no overlap, trailing bytes) and raises Sa
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections import OrderedDict
 
@@ -54,33 +55,45 @@ def _to_bytes(t: torch.Tensor) -> tuple[str, bytes]:
     return name, arr.tobytes(order="C")
 
 
-def serialize(tensors, metadata: dict | None = None) -> bytes:
-    """tensors: mapping name -> torch.Tensor (or numpy array), written in iteration order."""
+def _plan(tensors, metadata):
+    """-> (8-byte length + header bytes incl. padding, list of tensors to write in order)."""
     header = OrderedDict()
     if metadata:
         for k, v in metadata.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise SafetensorsError("__metadata__ must map strings to strings")
         header["__metadata__"] = dict(metadata)
-    blobs, off = [], 0
+    items, off = [], 0
     for name, t in tensors.items():
         if name == "__metadata__":
             raise SafetensorsError("tensor name __metadata__ is reserved")
         if isinstance(t, np.ndarray):
             t = torch.from_numpy(np.ascontiguousarray(t))
-        dt, data = _to_bytes(t)
-        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
+        if t.dtype not in _TORCH_TO_NAME:
+            raise SafetensorsError(f"tensor {name!r}: unsupported dtype {t.dtype}")
+        dt = _TORCH_TO_NAME[t.dtype]
+        nbytes = t.numel() * DTYPES[dt][1]
+        header[name] = {"dtype": dt, "shape": list(t.shape), "data_offsets": [off, off + nbytes]}
+        items.append(t)
+        off += nbytes
     hb = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     hb += b" " * ((-len(hb)) % 8)
-    return struct.pack("<Q", len(hb)) + hb + b"".join(blobs)
+    return struct.pack("<Q", len(hb)) + hb, items
+
+
+def serialize(tensors, metadata: dict | None = None) -> bytes:
+    """tensors: mapping name -> torch.Tensor (or numpy array), written in iteration order."""
+    head, items = _plan(tensors, metadata)
+    return head + b"".join(_to_bytes(t)[1] for t in items)
 
 
 def save_file(tensors, path: str, metadata: dict | None = None):
-    data = serialize(tensors, metadata)
+    """Streams the file (one tensor's bytes in memory at a time besides the inputs)."""
+    head, items = _plan(tensors, metadata)
     with open(path, "wb") as f:
-        f.write(data)
+        f.write(head)
+        for t in items:
+            f.write(_to_bytes(t)[1])
 
 
 def _no_dup(pairs):
@@ -157,9 +170,21 @@ def deserialize(buf: bytes, name: str = "<bytes>"):
 
 
 def load(path: str):
-    """-> (OrderedDict of tensors in file order, metadata)."""
+    """-> (OrderedDict of tensors in file order, metadata). The file is memory-mapped and copied
+    tensor by tensor (no second full copy of a multi-GB file)."""
+    import mmap
+
     with open(path, "rb") as f:
-        return deserialize(f.read(), path)
+        if os.fstat(f.fileno()).st_size == 0:
+            return deserialize(b"", path)
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            return deserialize(mm, path)
+        finally:
+            try:
+                mm.close()
+            except BufferError:  # a view is still referenced; the GC closes it later
+                pass
 
 
 def load_file(path: str):
