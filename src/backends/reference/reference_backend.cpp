@@ -1,0 +1,110 @@
+// The reference backend: every op forwards to duet::ops (naive, single-threaded, double
+// accumulation). Weights are copied so the prepared op owns them.
+#include <vector>
+
+#include "backends/backend.h"
+
+namespace duet {
+namespace {
+
+void apply_act(Activation act, float* y, int64_t n) {
+  if (act == Activation::kGeluTanh) ops::gelu_tanh(y, n);
+  if (act == Activation::kSilu) ops::silu(y, n);
+  if (act == Activation::kSigmoid) ops::sigmoid(y, n);
+}
+
+class RefLinear : public PreparedLinear {
+ public:
+  std::vector<float> w, b;  // [out, in], [out]
+};
+class RefConv : public PreparedConv {
+ public:
+  std::vector<float> w, b;  // [cout, cin, k, k], [cout]
+};
+
+class RefSpectral : public SpectralPlan {
+ public:
+  explicit RefSpectral(const float* m, int64_t hh, int64_t ww) : mask(m, m + hh * ww) {
+    h = hh;
+    w = ww;
+  }
+  void highpass(const float* x, int64_t n, float* y) override { ops::highpass(x, n, h, w, mask.data(), y); }
+  std::vector<float> mask;
+};
+
+class ReferenceBackend final : public Backend {
+ public:
+  const char* name() const override { return "reference"; }
+
+  Result<std::unique_ptr<PreparedLinear>> prepare_linear(const float* w, const float* b,
+                                                         int64_t out, int64_t in,
+                                                         Activation act) const override {
+    auto op = std::make_unique<RefLinear>();
+    op->out = out;
+    op->in = in;
+    op->act = act;
+    op->w.assign(w, w + out * in);
+    if (b) op->b.assign(b, b + out);
+    return std::unique_ptr<PreparedLinear>(std::move(op));
+  }
+  void linear(const PreparedLinear& p, const float* x, int64_t m, float* y) const override {
+    const auto& op = static_cast<const RefLinear&>(p);
+    ops::linear(x, op.w.data(), op.b.empty() ? nullptr : op.b.data(), m, op.in, op.out, y);
+    apply_act(op.act, y, m * op.out);
+  }
+
+  Result<std::unique_ptr<PreparedConv>> prepare_conv(const float* w, const float* b,
+                                                     const ConvDesc& d) const override {
+    auto op = std::make_unique<RefConv>();
+    op->desc = d;
+    op->w.assign(w, w + d.cout * d.cin * d.k * d.k);
+    if (b) op->b.assign(b, b + d.cout);
+    return std::unique_ptr<PreparedConv>(std::move(op));
+  }
+  void conv2d(const PreparedConv& p, const float* x, int64_t b, int64_t h, int64_t w,
+              float* y) const override {
+    const auto& op = static_cast<const RefConv&>(p);
+    const ConvDesc& d = op.desc;
+    const float* bias = op.b.empty() ? nullptr : op.b.data();
+    if (d.tokens_out) {
+      ops::patch_embed(x, op.w.data(), bias, b, d.cin, h, w, d.cout, d.k, y);  // k == stride
+    } else {
+      ops::conv2d(x, op.w.data(), bias, b, d.cin, h, w, d.cout, d.k, d.k, d.stride, d.pad, y);
+    }
+    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1, wo = (w + 2 * d.pad - d.k) / d.stride + 1;
+    apply_act(d.act, y, b * d.cout * ho * wo);
+  }
+
+  void layer_norm(const float* x, int64_t m, int64_t d, const float* gamma, const float* beta,
+                  float eps, float* y) const override {
+    ops::layer_norm(x, m, d, gamma, beta, eps, y);
+  }
+  void layer_norm_modulate(const float* x, int64_t b, int64_t n, int64_t d, float eps,
+                           const float* shift, const float* scale, int64_t mod_stride,
+                           float* y) const override {
+    ops::layer_norm_modulate(x, b, n, d, eps, shift, scale, mod_stride, y);
+  }
+  void group_norm(const float* x, int64_t b, int64_t c, int64_t hw, int64_t groups,
+                  const float* gamma, const float* beta, float eps, bool silu,
+                  float* y) const override {
+    ops::group_norm(x, b, c, hw, groups, gamma, beta, eps, silu, y);
+  }
+  void attention(const ops::AttentionArgs& a) const override { ops::attention(a); }
+  void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
+              int64_t k, int64_t s, float* scratch, float* y) const override {
+    ops::carafe(x, enc, b, c, h, w, k, s, scratch, y);
+  }
+  Result<std::unique_ptr<SpectralPlan>> plan_spectral(int64_t h, int64_t w,
+                                                      const float* mask) const override {
+    return std::unique_ptr<SpectralPlan>(std::make_unique<RefSpectral>(mask, h, w));
+  }
+};
+
+}  // namespace
+
+const Backend& reference_backend() {
+  static const ReferenceBackend backend;
+  return backend;
+}
+
+}  // namespace duet

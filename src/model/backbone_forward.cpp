@@ -1,0 +1,81 @@
+// The semantic backbone (backbone.py): patch embedding + pos, DiT blocks with adaLN-Zero,
+// self-attention, text cross-attention gated by sigmoid(sem_gate(p)), MLP; final layer, unpatchify.
+#include <string>
+
+#include "model/context_state.h"
+#include "model/glue.h"
+
+namespace duet {
+
+void backbone_forward(Context::State& s, const float* x, int64_t B, const float* c_silu,
+                      const PromptState& ps, float* eps_s) {
+  const Model::Impl& m = *s.m;
+  const Backend& be = *s.be;
+  const ModelConfig& cfg = m.cfg;
+  const int64_t p = cfg.backbone.patch, C = cfg.image.channels, D = cfg.backbone.width;
+  const int64_t gh = s.H / p, gw = s.W / p, N = gh * gw, BN = B * N, L = ps.length;
+  const int64_t heads = cfg.backbone.heads, hidden = D * cfg.backbone.mlp_ratio;
+  WorkspaceScope scope(s.ws);
+  float* h = s.ws.alloc(BN * D);         // [B, N, D] residual stream
+  float* xn = s.ws.alloc(BN * D);        // [B, N, D] normalised / modulated
+  float* qkv = s.ws.alloc(BN * 3 * D);   // [B, N, 3D]
+  float* q = s.ws.alloc(BN * D);         // [B, N, D] cross-attention queries
+  float* att = s.ws.alloc(BN * D);       // [B, N, D] attention output (pre-projection)
+  float* o = s.ws.alloc(BN * D);         // [B, N, D] branch output
+  float* hid = s.ws.alloc(BN * hidden);  // [B, N, rD]
+  float* ada = s.ws.alloc(B * 6 * D);    // [B, 6D] = sh1 sc1 g1 sh2 sc2 g2
+
+  be.conv2d(*m.patch, x, B, s.H, s.W, h);  // [B, N, D]
+  for (int64_t b = 0; b < B; ++b) glue::add(h + b * N * D, s.pos.data(), N * D);
+
+  ops::AttentionArgs sa;  // self-attention over the image tokens
+  sa.q = qkv;
+  sa.k = qkv + D;
+  sa.v = qkv + 2 * D;
+  sa.ldq = sa.ldk = sa.ldv = 3 * D;
+  sa.out = att;
+  sa.ldo = D;
+  sa.batch = B;
+  sa.heads = heads;
+  sa.nq = sa.nk = N;
+  sa.head_dim = D / heads;
+  ops::AttentionArgs ca = sa;  // cross-attention to the prompt
+  ca.q = q;
+  ca.ldq = ca.ldk = ca.ldv = D;
+  ca.nk = L;
+  ca.key_mask = ps.key_mask.data();
+
+  for (size_t i = 0; i < m.blocks.size(); ++i) {
+    const DiTBlockW& blk = m.blocks[i];
+    be.linear(*blk.ada, c_silu, B, ada);
+    // x = x + g1 * attn(modulate(ln(x), sh1, sc1))
+    be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
+    be.linear(*blk.qkv, xn, BN, qkv);
+    be.attention(sa);
+    be.linear(*blk.proj, att, BN, o);
+    glue::add_gated_rows(h, o, ada + 2 * D, 6 * D, B, N, D);
+    // x = x + sem * cross(ln_c(x), K, V)
+    be.layer_norm(h, BN, D, blk.ln_c.gamma, blk.ln_c.beta, 1e-6f, xn);
+    be.linear(*blk.q, xn, BN, q);
+    ca.k = ps.k[i].f32();
+    ca.v = ps.v[i].f32();
+    be.attention(ca);
+    be.linear(*blk.cproj, att, BN, o);
+    glue::add_gated_rows(h, o, ps.sem[i].f32(), D, B, N, D);
+    // x = x + g2 * mlp(modulate(ln(x), sh2, sc2))
+    be.layer_norm_modulate(h, B, N, D, 1e-6f, ada + 3 * D, ada + 4 * D, 6 * D, xn);
+    be.linear(*blk.fc1, xn, BN, hid);
+    be.linear(*blk.fc2, hid, BN, o);
+    glue::add_gated_rows(h, o, ada + 5 * D, 6 * D, B, N, D);
+    if (s.hook) s.hook("block." + std::to_string(i), Tensor::view(h, {B, N, D}));
+  }
+  // final layer: linear(modulate(ln(x), shift, scale)) -> [B, N, p*p*C] -> unpatchify
+  float* y = s.ws.alloc(BN * cfg.patch_dim());  // [B, N, p*p*C]
+  be.linear(*m.final_ada, c_silu, B, ada);  // [B, 2D] = shift, scale
+  be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 2 * D, xn);
+  be.linear(*m.final_linear, xn, BN, y);
+  s.emit("final_tokens", y, {B, N, cfg.patch_dim()});
+  ops::unpatchify(y, B, gh, gw, p, C, eps_s);
+}
+
+}  // namespace duet

@@ -1,0 +1,152 @@
+// Context: planning (workspace measurement, high-pass plan, pos embedding) and denoise — the
+// orchestration of model.py DuetModel.forward: conditioning, backbone, refiner, HP, gate, fusion.
+#include <cstring>
+
+#include "model/context_state.h"
+#include "model/glue.h"
+
+namespace duet {
+
+Context::Context() : s_(std::make_unique<State>()) {}
+Context::~Context() = default;
+
+namespace {
+Tensor batch_view(const Tensor& t, int64_t b) {
+  if (t.empty() || b == 0) return Tensor{};
+  Shape sh = t.shape();
+  sh[0] = b;
+  return Tensor::view(t.raw(), sh, t.dtype());
+}
+}  // namespace
+
+Tensor Context::eps() const { return batch_view(s_->eps, s_->last_b); }
+Tensor Context::eps_s() const { return batch_view(s_->eps_s, s_->last_b); }
+Tensor Context::c() const { return batch_view(s_->c, s_->last_b); }
+Tensor Context::r() const { return s_->last_refined ? batch_view(s_->r, s_->last_b) : Tensor{}; }
+Tensor Context::eps_d() const {
+  return s_->last_refined ? batch_view(s_->eps_d, s_->last_b) : Tensor{};
+}
+Tensor Context::alpha() const {
+  return s_->last_refined ? batch_view(s_->alpha, s_->last_b) : Tensor{};
+}
+void Context::set_hook(IntermediateHook hook) { s_->hook = std::move(hook); }
+const Model& Context::model() const { return *s_->model; }
+int64_t Context::max_batch() const { return s_->max_b; }
+int64_t Context::height() const { return s_->H; }
+int64_t Context::width() const { return s_->W; }
+size_t Context::workspace_bytes() const { return s_->ws.capacity_bytes(); }
+
+Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> model,
+                                                 const ContextOptions& opts) {
+  if (!model) return invalid_argument("Context::create: null model");
+  const ModelConfig& cfg = model->config();
+  std::unique_ptr<Context> ctx(new Context());
+  State& s = *ctx->s_;
+  s.m = &model->impl();
+  s.be = s.m->be;
+  s.model = std::move(model);
+  s.max_b = opts.max_batch;
+  s.H = opts.height ? opts.height : cfg.image.height;
+  s.W = opts.width ? opts.width : cfg.image.width;
+  if (s.max_b < 1 || s.max_b > 4096)
+    return invalid_argument("Context::create: max_batch must be in [1, 4096], got " +
+                            std::to_string(s.max_b));
+  const int64_t mult = std::max(cfg.backbone.patch, cfg.refiner_stride());
+  if (s.H < 1 || s.W < 1 || s.H % cfg.backbone.patch || s.W % cfg.backbone.patch ||
+      s.H % cfg.refiner_stride() || s.W % cfg.refiner_stride() || s.H > 8192 || s.W > 8192)
+    return invalid_argument("Context::create: image size " + std::to_string(s.H) + "x" +
+                            std::to_string(s.W) + " must be positive multiples of backbone.patch (" +
+                            std::to_string(cfg.backbone.patch) + ") and the refiner stride (" +
+                            std::to_string(cfg.refiner_stride()) + "), e.g. " +
+                            std::to_string(mult));
+  if (cfg.refiner_levels() > kMaxRefinerLevels)
+    return unimplemented("Context::create: more than " + std::to_string(kMaxRefinerLevels) +
+                         " refiner levels");
+  const int64_t B = s.max_b, C = cfg.image.channels, D = cfg.backbone.width;
+  s.c = Tensor::zeros({B, D});
+  s.eps_s = Tensor::zeros({B, C, s.H, s.W});
+  s.r = Tensor::zeros({B, C, s.H, s.W});
+  s.eps_d = Tensor::zeros({B, C, s.H, s.W});
+  s.eps = Tensor::zeros({B, C, s.H, s.W});
+  s.alpha = Tensor::zeros({B});
+  s.pos = ops::pos_embed_2d(D, s.H / cfg.backbone.patch, s.W / cfg.backbone.patch);
+  s.hp_mask = ops::highpass_mask(s.H, s.W, cfg.highpass.rho_c, cfg.highpass.tau);
+  DUET_ASSIGN_OR_RETURN(s.spectral, s.be->plan_spectral(s.H, s.W, s.hp_mask.data()));
+
+  // Warm-up evaluation at the planned maximum: measures the workspace peak and makes the
+  // backend create its per-shape primitives, so later calls neither allocate nor plan.
+  DUET_ASSIGN_OR_RETURN(PromptState ps, s.model->encode_prompt(std::vector<std::string>(B, "")));
+  Tensor x = Tensor::zeros({B, C, s.H, s.W}), t = Tensor::zeros({B});
+  DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
+  s.ws.commit();
+  s.last_b = 0;
+  return ctx;
+}
+
+Status Context::denoise(const Tensor& x_t, const Tensor& t, const PromptState& ps, bool refine) {
+  State& s = *s_;
+  const Model::Impl& m = *s.m;
+  const Backend& be = *s.be;
+  const ModelConfig& cfg = m.cfg;
+  const int64_t C = cfg.image.channels, D = cfg.backbone.width;
+  if (x_t.dtype() != DType::kF32 || x_t.rank() != 4 || x_t.dim(1) != C || x_t.dim(2) != s.H ||
+      x_t.dim(3) != s.W || x_t.dim(0) < 1 || x_t.dim(0) > s.max_b)
+    return invalid_argument("denoise: x_t must be F32 [B, " + std::to_string(C) + ", " +
+                            std::to_string(s.H) + ", " + std::to_string(s.W) + "] with 1 <= B <= " +
+                            std::to_string(s.max_b) + ", got " + dtype_name(x_t.dtype()) + " " +
+                            shape_string(x_t.shape()));
+  const int64_t B = x_t.dim(0);
+  if (t.dtype() != DType::kF32 || t.shape() != Shape{B})
+    return invalid_argument("denoise: t must be F32 [" + std::to_string(B) + "], got " +
+                            dtype_name(t.dtype()) + " " + shape_string(t.shape()));
+  if (ps.batch != B || ps.k.size() != m.blocks.size() || ps.v.size() != m.blocks.size() ||
+      ps.sem.size() != m.blocks.size() || ps.p.empty() ||
+      static_cast<int64_t>(ps.key_mask.size()) != B * ps.length)
+    return invalid_argument("denoise: prompt state has batch " + std::to_string(ps.batch) +
+                            " but x_t has batch " + std::to_string(B) +
+                            " (or the state is not from this model)");
+  s.last_b = B;
+  s.last_refined = false;
+  const int64_t per = C * s.H * s.W;
+  WorkspaceScope scope(s.ws);
+
+  // c = t_mlp(sinusoid(t)) + pool_proj(p)   [B, D]
+  float* sin = s.ws.alloc(B * kTimeEmbedDim);
+  ops::timestep_sinusoid(t.f32(), B, kTimeEmbedDim, 10000.0, sin);
+  s.emit("t_sinusoid", sin, {B, kTimeEmbedDim});
+  float* tmp = s.ws.alloc(B * std::max(D, cfg.gate.hidden));
+  float* pp = s.ws.alloc(B * D);
+  float* c = s.c.f32();
+  be.linear(*m.t_fc1, sin, B, tmp);  // SiLU fused
+  be.linear(*m.t_fc2, tmp, B, c);
+  be.linear(*m.pool_proj, ps.p.f32(), B, pp);
+  glue::add(c, pp, B * D);
+  s.emit("c", c, {B, D});
+  float* c_silu = s.ws.alloc(B * D);
+  glue::silu_copy(c, c_silu, B * D);
+
+  backbone_forward(s, x_t.f32(), B, c_silu, ps, s.eps_s.f32());
+  s.emit("eps_s", s.eps_s.f32(), {B, C, s.H, s.W});
+  if (!refine) {
+    std::memcpy(s.eps.f32(), s.eps_s.f32(), sizeof(float) * B * per);
+    s.emit("eps", s.eps.f32(), {B, C, s.H, s.W});
+    return Status::ok();
+  }
+  refiner_forward(s, x_t.f32(), s.eps_s.f32(), B, c, c_silu, s.r.f32());
+  s.emit("r", s.r.f32(), {B, C, s.H, s.W});
+  s.spectral->highpass(s.r.f32(), B * C, s.eps_d.f32());  // eps_d = HP(r)
+  s.emit("eps_d", s.eps_d.f32(), {B, C, s.H, s.W});
+  float* hp_s = s.ws.alloc(B * per);
+  s.spectral->highpass(s.eps_s.f32(), B * C, hp_s);
+  s.emit("hp_s", hp_s, {B, C, s.H, s.W});
+  // alpha = sigmoid(fc2(SiLU(fc1(sinusoid(t)))))   [B]
+  be.linear(*m.gate_fc1, sin, B, tmp);
+  be.linear(*m.gate_fc2, tmp, B, s.alpha.f32());  // sigmoid fused
+  s.emit("alpha", s.alpha.f32(), {B});
+  glue::fuse(s.eps_s.f32(), hp_s, s.eps_d.f32(), s.alpha.f32(), B, per, s.eps.f32());
+  s.emit("eps", s.eps.f32(), {B, C, s.H, s.W});
+  s.last_refined = true;
+  return Status::ok();
+}
+
+}  // namespace duet

@@ -1,0 +1,41 @@
+// Context::State — per-request state: planned sizes, workspace, persistent outputs, the
+// high-pass plan; plus the forward passes of the two branches (backbone_forward.cpp,
+// refiner_forward.cpp) that run on it.
+#pragma once
+
+#include <memory>
+
+#include "core/workspace.h"
+#include "model/model_impl.h"
+
+namespace duet {
+
+inline constexpr int64_t kMaxRefinerLevels = 16;
+
+struct Context::State {
+  std::shared_ptr<const Model> model;
+  const Model::Impl* m = nullptr;
+  const Backend* be = nullptr;
+  int64_t max_b = 0, H = 0, W = 0;
+  Workspace ws;
+  Tensor c, eps_s, r, eps_d, alpha, eps;  // outputs, sized for max_b
+  std::vector<float> pos;                 // [N, D] 2-D sin-cos embedding for H x W
+  std::vector<float> hp_mask;             // [H, W]
+  std::unique_ptr<SpectralPlan> spectral;
+  IntermediateHook hook;
+  int64_t last_b = 0;
+  bool last_refined = false;
+
+  void emit(const char* name, const float* data, Shape shape) const {
+    if (hook) hook(name, Tensor::view(data, std::move(shape)));
+  }
+};
+
+// eps_s [B, C, H, W] = Backbone(x [B, C, H, W], SiLU(c) [B, D], prompt)
+void backbone_forward(Context::State& s, const float* x, int64_t b, const float* c_silu,
+                      const PromptState& ps, float* eps_s);
+// r [B, C, H, W] = Refiner(concat[x, eps_s], c)
+void refiner_forward(Context::State& s, const float* x, const float* eps_s, int64_t b,
+                     const float* c, const float* c_silu, float* r);
+
+}  // namespace duet
