@@ -60,7 +60,8 @@ class Backbone(nn.Module):
         self.patch = nn.Conv2d(self.C, D, b["patch"], stride=b["patch"])
         self.blocks = nn.ModuleList([DiTBlock(D, b["heads"], b["mlp_ratio"], t["width"]) for _ in range(b["depth"])])
         self.final = FinalLayer(D, b["patch"] ** 2 * self.C)
-        self.register_buffer("pos", pos_embed_2d(D, im["height"] // self.p, im["width"] // self.p), persistent=False)
+        self.grid = (im["height"] // self.p, im["width"] // self.p)
+        self.register_buffer("pos", pos_embed_2d(D, *self.grid), persistent=False)
 
     def prompt_kv(self, e):
         """Per-prompt cross-attention K/V of every block: list of (k, v), each [B, L, D]."""
@@ -71,7 +72,7 @@ class Backbone(nn.Module):
         B, C, H, W = x.shape
         gh, gw = H // self.p, W // self.p
         h = self.patch(x).flatten(2).transpose(1, 2)  # [B, N, D]
-        pos = self.pos if self.pos.shape[0] == gh * gw else pos_embed_2d(h.shape[-1], gh, gw).to(h)
+        pos = self.pos if (gh, gw) == self.grid else pos_embed_2d(h.shape[-1], gh, gw).to(h)
         h = h + pos[None]
         outs = []
         for blk, kv in zip(self.blocks, kvs):

@@ -78,7 +78,7 @@ def validate(cfg: dict) -> dict:
     stride = 2 ** (len(mult) - 1)
     if H % stride or W % stride:
         raise ConfigError(f"config field refiner.channel_mult: image size must be divisible by {stride}")
-    for m in mult:
+    for m in [1] + mult:  # conv_in's width (base_channels) feeds the first GroupNorm too
         if (r["base_channels"] * m) % r["groups"]:
             raise ConfigError("config field refiner.groups: must divide every level's channel count")
     c = r["carafe"]
