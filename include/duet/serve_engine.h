@@ -1,0 +1,127 @@
+// The image engine behind `duet serve`: a narrow interface between the HTTP server (which parses,
+// validates, queues and formats) and whatever produces images (the real model through the
+// generation pipeline, or a deterministic fake for tests and load tests).
+//
+// The server owns one engine and calls it from exactly one thread (the engine thread). It hands
+// the engine batches of *compatible* requests (equal batch_key()); the engine must return, for
+// each request, exactly the images that request would get if it ran alone (same prompt, seed,
+// guidance scale...), so batching is invisible to clients except in latency.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "duet/png.h"
+#include "duet/status.h"
+
+namespace duet {
+
+class Denoiser;
+
+// One generation request after validation, with every default resolved (seed >= 0).
+struct ImageRequest {
+  std::string prompt;
+  std::string negative_prompt;
+  int n = 1;
+  int width = 0, height = 0;
+  int steps = 20;
+  std::string sampler = "dpmpp_2m";
+  float cfg_scale = 4.0f;
+  int64_t seed = 0;
+  int refine_every = 3;  // 0 = never run the refiner
+};
+
+// What the server needs to know to validate requests and describe the model.
+struct EngineInfo {
+  std::string model = "duet";
+  int channels = 1;
+  int width = 28, height = 28;  // default size
+  int stride = 4;               // width and height must be multiples of it
+  bool other_sizes = true;      // false: only the default size
+  int max_side = 2048;
+  int max_steps = 1000;
+  int max_n = 64;
+  std::vector<std::string> samplers;
+  std::string default_sampler = "dpmpp_2m";
+  int default_steps = 20;
+  float default_cfg_scale = 4.0f;
+  int default_refine_every = 3;
+};
+
+struct ImageTimings {
+  double encode_s = 0;
+  double denoise_s = 0;
+  double total_s = 0;  // inside the engine
+};
+
+struct ImageOutput {
+  int n = 0, channels = 0, width = 0, height = 0;
+  std::vector<float> pixels;                // [n, C, H, W] in [-1, 1]
+  std::vector<int64_t> seeds;               // per image
+  std::vector<ImageParameters> parameters;  // per image: the PNG `parameters` chunk
+  int model_evaluations = 0;                // denoiser calls this request took part in
+  ImageTimings timings;
+};
+
+// One request inside a batch. progress(step, steps) is called after each denoising step; the
+// engine polls *cancel before each step and, when set, fails that request alone with kCancelled.
+struct EngineJob {
+  const ImageRequest* request = nullptr;
+  std::function<void(int step, int steps)> progress;
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct EngineStats {
+  int64_t denoiser_evaluations = 0;  // batched denoiser calls
+  int64_t denoiser_rows = 0;         // rows summed over those calls
+  int64_t prompt_cache_hits = 0;
+  int64_t prompt_cache_misses = 0;
+  int64_t prompt_cache_bytes = 0;
+  int64_t prompt_cache_entries = 0;
+};
+
+class ImageEngine {
+ public:
+  virtual ~ImageEngine() = default;
+  virtual const EngineInfo& info() const = 0;
+  // Engine-specific checks after the server's own (e.g. the pipeline's validation).
+  virtual Status validate(const ImageRequest& r) const = 0;
+  // Requests with equal keys may share a denoiser batch.
+  virtual std::string batch_key(const ImageRequest& r) const;
+  // Runs a batch; returns one result per job, in order. An error in one request fails only it.
+  virtual std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) = 0;
+  // Counters since start (thread-safe).
+  virtual EngineStats stats() const = 0;
+};
+
+// A deterministic fake: each image is a function of (prompt, negative prompt, seed, index,
+// cfg scale, steps, sampler, size) only, so batching cannot change it. Each step sleeps
+// step_ms + row_ms * rows (rows = images, doubled when cfg_scale != 1) to model denoiser cost.
+struct FakeEngineOptions {
+  std::string model = "fake-duet";
+  int channels = 3;
+  int width = 64, height = 64;
+  int stride = 8;
+  double step_ms = 2.0;
+  double row_ms = 0.25;
+  int64_t prompt_cache_bytes = 1 << 20;
+  int64_t prompt_bytes = 4096;           // pretend size of one encoded prompt
+  std::string fail_marker = "[[fail]]";  // a prompt containing it fails (fault injection)
+};
+std::unique_ptr<ImageEngine> make_fake_engine(const FakeEngineOptions& opts = {});
+
+// The real pipeline (generate()) over a Denoiser. Compatible requests run in lockstep: each runs
+// its own sampler loop (own seed, noise, guidance) in its own thread and their denoiser calls are
+// merged into one batched Denoiser::denoise call per step.
+struct PipelineEngineOptions {
+  int64_t prompt_cache_bytes = 64 << 20;
+  int64_t bytes_per_prompt_row = 16384;  // estimated size of one encoded text (cache accounting)
+};
+std::unique_ptr<ImageEngine> make_pipeline_engine(std::unique_ptr<Denoiser> model,
+                                                  const PipelineEngineOptions& opts = {});
+
+}  // namespace duet

@@ -1,0 +1,47 @@
+// The JSON edge of the server: request bodies -> typed ImageRequest (with errors that name the
+// field), jobs and errors -> JSON text. Nothing JSON-typed leaves this file pair.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include "duet/serve_engine.h"
+#include "serve/jobs.h"
+
+namespace duet::serve {
+
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string param;  // the offending field ("" = none)
+  std::string type = "invalid_request_error";
+};
+
+struct ParsedGeneration {
+  ImageRequest request;
+  std::string response_format = "b64_json";
+};
+
+// Parses and validates a generation body against the engine (defaults filled in; a random
+// seed is drawn here when none, or -1, is given).
+std::variant<ParsedGeneration, ApiError> parse_generation(const std::string& body,
+                                                          const ImageEngine& engine);
+
+std::string error_json(const ApiError& e);
+// The job as JSON (state, progress, request, seeds, timings, image URLs, error).
+std::string job_json(const Job& job);
+// The job's progress event payload (SSE): {"state","step","steps"}.
+std::string progress_json(const Job& job);
+// OpenAI-style images response: {"created", "data": [{"b64_json"}...], "duet": {...}}.
+std::string images_json(const Job& job, const std::vector<std::string>& pngs);
+std::string models_json(const EngineInfo& info);
+
+std::string base64_encode(const std::string& bytes);
+
+}  // namespace duet::serve
+
+namespace duet::serve {
+// PNG of image k of a succeeded job (with the `parameters` text chunk); encoded once, cached.
+Result<std::string> job_png(Job& job, int k);
+}  // namespace duet::serve

@@ -1,0 +1,318 @@
+// make_pipeline_engine(): the generation pipeline behind the ImageEngine interface, with dynamic
+// batching done underneath generate(): every request of a batch runs its own, unmodified
+// generate() (own seed, x_T, sampler state, guidance) in its own thread against a proxy Denoiser;
+// the proxies meet at a barrier on every model call and one participant runs a single batched
+// Denoiser::denoise over all their rows (prompts concatenated in the same row order). A
+// request's rows therefore see exactly the inputs they would see alone; its images are identical
+// whenever the model's per-row output does not depend on the other rows of the batch.
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <numeric>
+#include <thread>
+
+#include "diffusion/sampler.h"
+#include "duet/pipeline.h"
+#include "duet/serve_engine.h"
+#include "serve/prompt_cache.h"
+
+namespace duet {
+namespace {
+
+class ProxyEmbedding : public PromptEmbedding {
+ public:
+  explicit ProxyEmbedding(int b) : b_(b) {}
+  int batch() const override { return b_; }
+
+ private:
+  int b_;
+};
+
+struct Counters {
+  std::atomic<int64_t> evaluations{0}, rows{0};
+};
+
+// The barrier that merges the participants' denoiser calls.
+class Lockstep {
+ public:
+  Lockstep(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row, int participants,
+           Counters& counters)
+      : real_(real),
+        cache_(cache),
+        bytes_per_row_(bytes_per_row),
+        slots_(participants),
+        active_(participants),
+        counters_(counters) {}
+
+  void set_texts(int i, std::vector<std::string> texts) {
+    std::lock_guard<std::mutex> lock(mu_);
+    slots_[i].texts = std::move(texts);
+  }
+
+  Status denoise(int i, const float* x, const float* t, int batch, int h, int w, bool refine,
+                 float* out) {
+    std::unique_lock<std::mutex> lock(mu_);
+    Slot& s = slots_[i];
+    s.x = x, s.t = t, s.batch = batch, s.h = h, s.w = w, s.refine = refine, s.out = out;
+    s.submitted = true;
+    const uint64_t my_round = round_;
+    maybe_run_round();
+    cv_.wait(lock, [&] { return round_ != my_round; });
+    return s.status;
+  }
+
+  // The participant left generate() (finished, failed or cancelled).
+  void finish(int i) {
+    std::unique_lock<std::mutex> lock(mu_);
+    slots_[i].done = true;
+    --active_;
+    maybe_run_round();
+  }
+
+ private:
+  struct Slot {
+    std::vector<std::string> texts;
+    bool submitted = false, done = false;
+    const float* x = nullptr;
+    const float* t = nullptr;
+    int batch = 0, h = 0, w = 0;
+    bool refine = false;
+    float* out = nullptr;
+    Status status;
+  };
+
+  // Called with mu_ held. Runs the round once every active participant has submitted; the
+  // others are blocked in cv_.wait meanwhile, so the slots cannot change under us.
+  void maybe_run_round() {
+    int submitted = 0;
+    for (const Slot& s : slots_) submitted += s.submitted ? 1 : 0;
+    if (submitted == 0 || submitted < active_) return;
+    std::vector<bool> handled(slots_.size(), false);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      if (!slots_[i].submitted || handled[i]) continue;
+      std::vector<int> group;
+      for (size_t j = i; j < slots_.size(); ++j) {
+        const Slot &a = slots_[i], &b = slots_[j];
+        if (b.submitted && !handled[j] && a.h == b.h && a.w == b.w && a.refine == b.refine) {
+          group.push_back(static_cast<int>(j));
+          handled[j] = true;
+        }
+      }
+      Status st = run_group(group);
+      if (!st.is_ok() && group.size() > 1) {
+        for (int j : group) slots_[j].status = run_group({j});  // isolate the failing request
+      } else {
+        for (int j : group) slots_[j].status = st;
+      }
+    }
+    for (Slot& s : slots_) s.submitted = false;
+    ++round_;
+    cv_.notify_all();
+  }
+
+  Status run_group(const std::vector<int>& group) {
+    const Slot& first = slots_[group[0]];
+    const int h = first.h, w = first.w;
+    int rows = 0;
+    std::vector<std::string> texts;
+    for (int j : group) {
+      rows += slots_[j].batch;
+      texts.insert(texts.end(), slots_[j].texts.begin(), slots_[j].texts.end());
+    }
+    if (static_cast<int>(texts.size()) != rows)
+      return internal_error("lockstep batch: texts do not match the rows");
+    const std::string key = serve::prompt_key(texts);
+    std::shared_ptr<PromptEmbedding> emb = cache_.get(key);
+    if (!emb) {
+      auto e = real_.encode(texts);
+      if (!e.is_ok()) return e.status();
+      emb = std::shared_ptr<PromptEmbedding>(std::move(e).value());
+      cache_.put(key, emb, bytes_per_row_ * rows);
+    }
+    if (prepared_rows_ != rows || prepared_h_ != h || prepared_w_ != w) {
+      DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
+      prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
+    }
+    const size_t img = static_cast<size_t>(real_.info().channels) * h * w;
+    if (group.size() == 1) {
+      DUET_RETURN_IF_ERROR(
+          real_.denoise(first.x, first.t, rows, h, w, *emb, first.refine, first.out));
+    } else {
+      x_.resize(img * rows);
+      out_.resize(img * rows);
+      t_.resize(rows);
+      size_t r = 0;
+      for (int j : group) {
+        const Slot& s = slots_[j];
+        std::memcpy(x_.data() + r * img, s.x, img * s.batch * sizeof(float));
+        std::memcpy(t_.data() + r, s.t, s.batch * sizeof(float));
+        r += s.batch;
+      }
+      DUET_RETURN_IF_ERROR(
+          real_.denoise(x_.data(), t_.data(), rows, h, w, *emb, first.refine, out_.data()));
+      r = 0;
+      for (int j : group) {
+        const Slot& s = slots_[j];
+        std::memcpy(s.out, out_.data() + r * img, img * s.batch * sizeof(float));
+        r += s.batch;
+      }
+    }
+    counters_.evaluations.fetch_add(1);
+    counters_.rows.fetch_add(rows);
+    return Status::ok();
+  }
+
+  Denoiser& real_;
+  serve::PromptCache& cache_;
+  int64_t bytes_per_row_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Slot> slots_;
+  int active_;
+  uint64_t round_ = 0;
+  int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
+  std::vector<float> x_, t_, out_;
+  Counters& counters_;
+};
+
+class ProxyDenoiser : public Denoiser {
+ public:
+  ProxyDenoiser(Lockstep& ls, int index, const DenoiserInfo& info)
+      : ls_(ls), index_(index), info_(info) {}
+  const DenoiserInfo& info() const override { return info_; }
+  Result<std::unique_ptr<PromptEmbedding>> encode(const std::vector<std::string>& texts) override {
+    ls_.set_texts(index_, texts);
+    return std::unique_ptr<PromptEmbedding>(
+        std::make_unique<ProxyEmbedding>(static_cast<int>(texts.size())));
+  }
+  Status prepare(int, int, int) override { return Status::ok(); }
+  Status denoise(const float* x, const float* t, int batch, int height, int width,
+                 const PromptEmbedding&, bool refine, float* out) override {
+    return ls_.denoise(index_, x, t, batch, height, width, refine, out);
+  }
+
+ private:
+  Lockstep& ls_;
+  int index_;
+  const DenoiserInfo& info_;
+};
+
+GenerateParams to_generate_params(const ImageRequest& r) {
+  GenerateParams p;
+  p.prompts = {r.prompt};
+  p.negative_prompt = r.negative_prompt;
+  p.n = r.n;
+  p.width = r.width;
+  p.height = r.height;
+  p.steps = r.steps;
+  p.sampler = r.sampler;
+  p.cfg_scale = r.cfg_scale;
+  p.seed = r.seed;
+  if (r.refine_every > 0) {
+    p.refine = RefineMode::kEvery;
+    p.refine_every = r.refine_every;
+  } else {
+    p.refine = RefineMode::kNone;
+  }
+  return p;
+}
+
+class PipelineEngine : public ImageEngine {
+ public:
+  PipelineEngine(std::unique_ptr<Denoiser> model, const PipelineEngineOptions& o)
+      : model_(std::move(model)), opts_(o), cache_(o.prompt_cache_bytes) {
+    const DenoiserInfo& d = model_->info();
+    info_.model = d.name;
+    info_.channels = d.channels;
+    info_.width = d.width;
+    info_.height = d.height;
+    info_.stride = std::lcm(std::max(1, d.patch), std::max(1, d.refiner_stride));
+    info_.other_sizes = d.supports_other_sizes;
+    info_.max_side = kMaxImageSide;
+    info_.max_steps = std::min(1000, d.num_train_timesteps);
+    info_.max_n = kMaxImages;
+    info_.samplers = diffusion::sampler_names();
+    info_.default_refine_every = d.refine_every;
+  }
+
+  const EngineInfo& info() const override { return info_; }
+
+  Status validate(const ImageRequest& r) const override {
+    return validate_generate_params(to_generate_params(r), model_->info());
+  }
+
+  std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) override {
+    const int n = static_cast<int>(jobs.size());
+    Lockstep ls(*model_, cache_, opts_.bytes_per_prompt_row, n, counters_);
+    std::vector<Result<ImageOutput>> out(n, Result<ImageOutput>(internal_error("not run")));
+    const DenoiserInfo& dinfo = model_->info();
+    auto body = [&](int i) {
+      ProxyDenoiser proxy(ls, i, dinfo);
+      const GenerateParams gp = to_generate_params(*jobs[i].request);
+      GenerateProgressFn progress;
+      if (jobs[i].progress)
+        progress = [&, i](const StepProgress& sp) { jobs[i].progress(sp.call, sp.total); };
+      try {
+        Result<GenerateResult> r = generate(proxy, gp, progress, jobs[i].cancel);
+        ls.finish(i);
+        out[i] = r.is_ok() ? to_output(gp, *r, dinfo) : Result<ImageOutput>(r.status());
+      } catch (const std::exception& e) {
+        ls.finish(i);
+        out[i] = internal_error(std::string("generation failed: ") + e.what());
+      }
+    };
+    if (n == 1) {
+      body(0);
+    } else {
+      std::vector<std::thread> threads;
+      for (int i = 0; i < n; ++i) threads.emplace_back(body, i);
+      for (auto& t : threads) t.join();
+    }
+    return out;
+  }
+
+  EngineStats stats() const override {
+    EngineStats s;
+    s.denoiser_evaluations = counters_.evaluations.load();
+    s.denoiser_rows = counters_.rows.load();
+    s.prompt_cache_hits = cache_.hits();
+    s.prompt_cache_misses = cache_.misses();
+    s.prompt_cache_bytes = cache_.bytes();
+    s.prompt_cache_entries = cache_.entries();
+    return s;
+  }
+
+ private:
+  static ImageOutput to_output(const GenerateParams& gp, const GenerateResult& r,
+                               const DenoiserInfo& info) {
+    ImageOutput o;
+    o.n = gp.n;
+    o.channels = r.channels;
+    o.width = r.width;
+    o.height = r.height;
+    o.pixels.assign(r.images.f32(), r.images.f32() + r.images.numel());
+    o.seeds = r.seeds;
+    for (int k = 0; k < gp.n; ++k) o.parameters.push_back(image_parameters(gp, r, info, k));
+    o.model_evaluations = r.model_evaluations;
+    o.timings.encode_s = r.timings.encode_s;
+    o.timings.denoise_s = r.timings.denoise_s;
+    o.timings.total_s = r.timings.total_s;
+    return o;
+  }
+
+  std::unique_ptr<Denoiser> model_;
+  PipelineEngineOptions opts_;
+  EngineInfo info_;
+  serve::PromptCache cache_;
+  Counters counters_;
+};
+
+}  // namespace
+
+std::unique_ptr<ImageEngine> make_pipeline_engine(std::unique_ptr<Denoiser> model,
+                                                  const PipelineEngineOptions& opts) {
+  return std::make_unique<PipelineEngine>(std::move(model), opts);
+}
+
+}  // namespace duet

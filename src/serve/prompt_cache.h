@@ -1,0 +1,46 @@
+// An LRU cache of encoded prompts bounded in bytes (thread-safe).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "duet/pipeline.h"
+
+namespace duet::serve {
+
+class PromptCache {
+ public:
+  explicit PromptCache(int64_t capacity_bytes) : capacity_(capacity_bytes) {}
+
+  // The cached embedding for `key` (moved to most recent) or null; counts a hit or a miss.
+  std::shared_ptr<PromptEmbedding> get(const std::string& key);
+  // Inserts (replacing); evicts least recently used entries until the total fits. An entry
+  // larger than the capacity is not stored.
+  void put(const std::string& key, std::shared_ptr<PromptEmbedding> value, int64_t bytes);
+
+  int64_t hits() const;
+  int64_t misses() const;
+  int64_t bytes() const;
+  int64_t entries() const;
+
+ private:
+  struct Entry {
+    std::string key;
+    std::shared_ptr<PromptEmbedding> value;
+    int64_t bytes;
+  };
+  mutable std::mutex mu_;
+  int64_t capacity_;
+  int64_t bytes_ = 0, hits_ = 0, misses_ = 0;
+  std::list<Entry> lru_;  // front = most recent
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+};
+
+// A cache key for a list of texts (length-prefixed, so no two lists collide).
+std::string prompt_key(const std::vector<std::string>& texts);
+
+}  // namespace duet::serve
