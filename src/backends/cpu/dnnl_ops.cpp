@@ -1,0 +1,206 @@
+#include "backends/cpu/dnnl_ops.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+
+namespace duet::cpu {
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+dnnl::stream& stream() {
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+
+dnnl::primitive_attr make_attr(Activation act) {
+  dnnl::primitive_attr attr;
+  dnnl::post_ops po;
+  switch (act) {
+    case Activation::kNone: break;
+    case Activation::kGeluTanh: po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f); break;
+    case Activation::kSilu: po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f); break;
+    case Activation::kSigmoid: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+  }
+  attr.set_post_ops(po);
+  return attr;
+}
+
+// Executes with the C API (an args array on the stack: no std::unordered_map per call).
+void execute(const dnnl::primitive& p, const memory::desc& src_md, const float* src,
+             const memory& weights, const memory& bias, const memory::desc& dst_md, float* dst) {
+  dnnl_memory_t src_mem = nullptr, dst_mem = nullptr;
+  dnnl_memory_create(&src_mem, &src_md.data, engine().get(), const_cast<float*>(src));
+  dnnl_memory_create(&dst_mem, &dst_md.data, engine().get(), dst);
+  const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src_mem},
+                                   {DNNL_ARG_WEIGHTS, weights.get()},
+                                   {DNNL_ARG_BIAS, bias.get()},
+                                   {DNNL_ARG_DST, dst_mem}};
+  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), 4, args);
+  dnnl_memory_destroy(src_mem);
+  dnnl_memory_destroy(dst_mem);
+  if (st != dnnl_success) {
+    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n", static_cast<int>(st));
+    std::abort();
+  }
+}
+
+memory reorder_to(const memory& from, const memory::desc& to_md) {
+  memory to(to_md, engine());
+  dnnl::reorder(from, to).execute(stream(), const_cast<memory&>(from), to);
+  stream().wait();
+  return to;
+}
+
+// Primitive creation for a new shape cannot fail for shapes the prepare step accepted; if oneDNN
+// disagrees that is an engine bug, reported loudly.
+template <typename F>
+decltype(auto) checked(F&& f) {
+  try {
+    return f();
+  } catch (const dnnl::error& e) {
+    std::fprintf(stderr, "duet: internal error: oneDNN primitive creation failed: %s\n", e.what());
+    std::abort();
+  }
+}
+
+struct Entry {
+  dnnl::primitive prim;
+  memory::desc src_md, dst_md;
+  memory weights;  // packed for this primitive (may share the op's buffer)
+};
+
+// ---- linear ----------------------------------------------------------------------------------
+
+class DnnlLinear final : public PreparedLinear {
+ public:
+  memory packed;  // weights [K, N] logical (W^T) in the representative primitive's layout
+  memory bias;    // [1, N]
+  mutable std::mutex mu;
+  mutable std::map<int64_t, Entry> cache;  // by M
+
+  dnnl::matmul::primitive_desc make_pd(int64_t m) const {
+    memory::desc src({m, in}, dt::f32, tag::ab), dst({m, out}, dt::f32, tag::ab);
+    memory::desc wei({in, out}, dt::f32, tag::any), b({1, out}, dt::f32, tag::ab);
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), make_attr(act), engine());
+  }
+  const Entry& entry(int64_t m) const {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(m);
+    if (it != cache.end()) return it->second;
+    auto pd = make_pd(m);
+    Entry e;
+    e.prim = dnnl::matmul(pd);
+    e.src_md = pd.src_desc();
+    e.dst_md = pd.dst_desc();
+    e.weights = pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
+    return cache.emplace(m, std::move(e)).first->second;
+  }
+};
+
+constexpr int64_t kRepresentativeRows = 256;
+
+}  // namespace
+
+Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float* w, const float* b,
+                                                            int64_t out, int64_t in,
+                                                            Activation act) {
+  try {
+    auto op = std::make_unique<DnnlLinear>();
+    op->out = out;
+    op->in = in;
+    op->act = act;
+    // W [N, K] row-major is W^T [K, N] in "ba" order.
+    memory user(memory::desc({in, out}, dt::f32, tag::ba), engine(), const_cast<float*>(w));
+    op->packed = reorder_to(user, op->make_pd(kRepresentativeRows).weights_desc());
+    op->bias = memory(memory::desc({1, out}, dt::f32, tag::ab), engine());
+    float* bp = static_cast<float*>(op->bias.get_data_handle());
+    for (int64_t i = 0; i < out; ++i) bp[i] = b ? b[i] : 0.f;
+    return std::unique_ptr<PreparedLinear>(std::move(op));
+  } catch (const dnnl::error& e) {
+    return internal_error(std::string("oneDNN matmul setup failed: ") + e.what());
+  }
+}
+
+void dnnl_linear(const PreparedLinear& p, const float* x, int64_t m, float* y) {
+  const auto& op = static_cast<const DnnlLinear&>(p);
+  const Entry& e = checked([&]() -> const Entry& { return op.entry(m); });
+  execute(e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y);
+}
+
+// ---- conv ------------------------------------------------------------------------------------
+
+namespace {
+
+class DnnlConv final : public PreparedConv {
+ public:
+  memory packed, bias;
+  mutable std::mutex mu;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, Entry> cache;  // by (B, H, W)
+
+  dnnl::convolution_forward::primitive_desc make_pd(int64_t b, int64_t h, int64_t w) const {
+    const ConvDesc& d = desc;
+    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1, wo = (w + 2 * d.pad - d.k) / d.stride + 1;
+    memory::desc src({b, d.cin, h, w}, dt::f32, tag::nchw);
+    memory::desc dst({b, d.cout, ho, wo}, dt::f32, d.tokens_out ? tag::nhwc : tag::nchw);
+    memory::desc wei({d.cout, d.cin, d.k, d.k}, dt::f32, tag::any);
+    memory::desc bias_md({d.cout}, dt::f32, tag::x);
+    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference,
+                                       dnnl::algorithm::convolution_direct, src, wei, bias_md, dst,
+                                       {d.stride, d.stride}, {d.pad, d.pad}, {d.pad, d.pad});
+    return dnnl::convolution_forward::primitive_desc(cd, make_attr(d.act), engine());
+  }
+  const Entry& entry(int64_t b, int64_t h, int64_t w) const {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto key = std::make_tuple(b, h, w);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    auto pd = make_pd(b, h, w);
+    Entry e;
+    e.prim = dnnl::convolution_forward(pd);
+    e.src_md = pd.src_desc();
+    e.dst_md = pd.dst_desc();
+    e.weights = pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
+    return cache.emplace(key, std::move(e)).first->second;
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const float* w, const float* b,
+                                                        const ConvDesc& d) {
+  try {
+    auto op = std::make_unique<DnnlConv>();
+    op->desc = d;
+    memory user(memory::desc({d.cout, d.cin, d.k, d.k}, dt::f32, tag::oihw), engine(),
+                const_cast<float*>(w));
+    const int64_t rep = 16 * d.stride;  // representative image side for the packed layout
+    op->packed = reorder_to(user, op->make_pd(1, rep, rep).weights_desc());
+    op->bias = memory(memory::desc({d.cout}, dt::f32, tag::x), engine());
+    float* bp = static_cast<float*>(op->bias.get_data_handle());
+    for (int64_t i = 0; i < d.cout; ++i) bp[i] = b ? b[i] : 0.f;
+    return std::unique_ptr<PreparedConv>(std::move(op));
+  } catch (const dnnl::error& e) {
+    return internal_error(std::string("oneDNN convolution setup failed: ") + e.what());
+  }
+}
+
+void dnnl_conv2d(const PreparedConv& p, const float* x, int64_t b, int64_t h, int64_t w,
+                 float* y) {
+  const auto& op = static_cast<const DnnlConv&>(p);
+  const Entry& e = checked([&]() -> const Entry& { return op.entry(b, h, w); });
+  execute(e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y);
+}
+
+}  // namespace duet::cpu

@@ -1,0 +1,28 @@
+// oneDNN-backed prepared ops of the cpu backend: linear (matmul) and conv2d.
+//
+// Weights are reordered once at prepare time into the layout oneDNN's primitive prefers for a
+// representative shape (pre-packing); bias and the activation are fused as post-ops. Primitives
+// depend on the activation shape (rows M for matmul, B×H×W for conv): each prepared op keeps a
+// small mutex-protected cache shape -> {primitive, weights memory}; a new shape whose preferred
+// weights layout differs gets its own reordered copy (made from the packed one). The engine is
+// process-wide; streams are thread-local, so concurrent Contexts may share a Model.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "backends/backend.h"
+
+namespace duet::cpu {
+
+Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float* w, const float* b,
+                                                            int64_t out, int64_t in,
+                                                            Activation act);
+void dnnl_linear(const PreparedLinear& op, const float* x, int64_t m, float* y);
+
+Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const float* w, const float* b,
+                                                        const ConvDesc& d);
+void dnnl_conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
+                 float* y);
+
+}  // namespace duet::cpu
