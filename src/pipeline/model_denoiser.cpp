@@ -1,0 +1,108 @@
+// load_denoiser(): duet::Model / duet::Context behind the pipeline's Denoiser interface.
+#include <omp.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "duet/model.h"
+#include "duet/pipeline.h"
+
+namespace duet {
+namespace {
+
+class ModelPrompt : public PromptEmbedding {
+ public:
+  explicit ModelPrompt(PromptState s) : state(std::move(s)) {}
+  int batch() const override { return static_cast<int>(state.batch); }
+  PromptState state;
+};
+
+class ModelDenoiser : public Denoiser {
+ public:
+  explicit ModelDenoiser(std::shared_ptr<const Model> m) : model_(std::move(m)) {
+    const ModelConfig& c = model_->config();
+    info_.name = c.name;
+    info_.channels = static_cast<int>(c.image.channels);
+    info_.height = static_cast<int>(c.image.height);
+    info_.width = static_cast<int>(c.image.width);
+    info_.patch = static_cast<int>(c.backbone.patch);
+    info_.refiner_stride = static_cast<int>(c.refiner_stride());
+    info_.num_train_timesteps = static_cast<int>(c.diffusion.num_train_timesteps);
+    info_.beta_schedule = c.diffusion.beta_schedule;
+    info_.prediction_type = c.diffusion.prediction_type;
+    info_.refine_every = static_cast<int>(c.inference.refine_every);
+    info_.supports_other_sizes = true;
+  }
+
+  const DenoiserInfo& info() const override { return info_; }
+
+  Result<std::unique_ptr<PromptEmbedding>> encode(const std::vector<std::string>& texts) override {
+    DUET_ASSIGN_OR_RETURN(PromptState ps, model_->encode_prompt(texts));
+    return std::unique_ptr<PromptEmbedding>(std::make_unique<ModelPrompt>(std::move(ps)));
+  }
+
+  Status prepare(int batch, int height, int width) override {
+    if (ctx_ && ctx_->max_batch() >= batch && ctx_->height() == height && ctx_->width() == width)
+      return Status::ok();
+    ContextOptions co;
+    co.max_batch = batch;
+    co.height = height;
+    co.width = width;
+    ctx_.reset();
+    DUET_ASSIGN_OR_RETURN(ctx_, Context::create(model_, co));
+    x_ptr_ = t_ptr_ = nullptr;
+    eps_ = nullptr;
+    return Status::ok();
+  }
+
+  Status denoise(const float* x, const float* t, int batch, int height, int width,
+                 const PromptEmbedding& prompts, bool refine, float* out) override {
+    if (!ctx_) return internal_error("denoise called before prepare");
+    // Views are rebuilt only when the caller's buffers change (the pipeline's never do), so the
+    // steady state allocates nothing.
+    if (x != x_ptr_ || batch != batch_ || height != h_ || width != w_) {
+      x_view_ = Tensor::view(x, {batch, info_.channels, height, width});
+      x_ptr_ = x;
+      eps_ = nullptr;
+    }
+    if (t != t_ptr_ || batch != batch_) {
+      t_view_ = Tensor::view(t, {batch});
+      t_ptr_ = t;
+    }
+    batch_ = batch;
+    h_ = height;
+    w_ = width;
+    const auto& ps = static_cast<const ModelPrompt&>(prompts).state;
+    DUET_RETURN_IF_ERROR(ctx_->denoise(x_view_, t_view_, ps, refine));
+    const size_t n = static_cast<size_t>(batch) * info_.channels * height * width;
+    if (!eps_) {  // the context's output buffer is planned once; fetch its view once
+      const Tensor e = ctx_->eps();
+      if (e.numel() != static_cast<int64_t>(n)) return internal_error("model output size mismatch");
+      eps_ = e.f32();
+    }
+    std::memcpy(out, eps_, n * sizeof(float));
+    return Status::ok();
+  }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<Context> ctx_;
+  DenoiserInfo info_;
+  Tensor x_view_, t_view_;
+  const float* x_ptr_ = nullptr;
+  const float* t_ptr_ = nullptr;
+  const float* eps_ = nullptr;
+  int batch_ = 0, h_ = 0, w_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+  DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir));
+  return std::unique_ptr<Denoiser>(std::make_unique<ModelDenoiser>(std::move(model)));
+}
+
+}  // namespace duet

@@ -1,0 +1,118 @@
+// End-to-end: duet's generate() on the tiny-demo model against the PyTorch reference pipeline
+// (python -m duet_ref.fixtures writes tests/fixtures/tiny-demo/sample_*.safetensors):
+// x_T bit for bit, the refine schedule, every step's latents and the final image (1e-3 max abs).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "duet/pipeline.h"
+#include "duet/safetensors.h"
+
+namespace duet {
+namespace {
+
+const std::string kDir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+
+Denoiser* tiny_model(std::string* error) {
+  static std::unique_ptr<Denoiser> model;
+  static std::string err;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    auto r = load_denoiser(kDir, 1);
+    if (r.is_ok()) model = std::move(r).value();
+    else err = r.status().to_string();
+  }
+  *error = err;
+  return model.get();
+}
+
+std::string meta(const SafetensorsFile& f, const std::string& key) {
+  auto it = f.metadata().find(key);
+  return it == f.metadata().end() ? std::string() : it->second;
+}
+
+class ReferenceSample : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ReferenceSample, MatchesPythonPipeline) {
+  const std::string path = kDir + "/" + GetParam() + ".safetensors";
+  if (!std::filesystem::exists(path))
+    GTEST_SKIP() << "fixture " << path << " missing (generate with python -m duet_ref.fixtures)";
+  if (!std::filesystem::exists(kDir + "/model.safetensors"))
+    GTEST_SKIP() << "tiny-demo model.safetensors missing";
+  std::string error;
+  Denoiser* model = tiny_model(&error);
+  ASSERT_NE(model, nullptr) << "cannot load the tiny-demo model: " << error;
+
+  auto file = SafetensorsFile::open(path);
+  ASSERT_TRUE(file.is_ok()) << file.status().to_string();
+  GenerateParams p;
+  p.prompts = {meta(*file, "prompt")};
+  p.negative_prompt = meta(*file, "negative_prompt");
+  p.sampler = meta(*file, "sampler");
+  p.steps = std::stoi(meta(*file, "steps"));
+  p.seed = std::stoll(meta(*file, "seed"));
+  p.cfg_scale = std::stof(meta(*file, "cfg_scale"));
+  p.refine_every = std::stoi(meta(*file, "refine_every"));
+  p.n = meta(*file, "n").empty() ? 1 : std::stoi(meta(*file, "n"));
+  p.rng = "torch";
+
+  auto xT = file->load_f32("x_T");
+  ASSERT_TRUE(xT.is_ok());
+  const size_t N = static_cast<size_t>(xT->numel());
+  std::vector<std::vector<float>> steps;
+  auto r = generate(*model, p, [&](const StepProgress& s) { steps.emplace_back(s.x, s.x + N); });
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_EQ(static_cast<size_t>(r->images.numel()), N);
+
+  // x_T: bit for bit torch.manual_seed(seed); torch.randn([n, C, H, W]).
+  size_t mismatches = 0;
+  for (size_t i = 0; i < N; ++i) mismatches += xT->f32()[i] != r->x_T.f32()[i];
+  EXPECT_EQ(mismatches, 0u) << "x_T differs from torch.randn in " << mismatches << " values";
+
+  // Refine schedule.
+  if (const TensorEntry* e = file->find("refine")) {
+    std::vector<int64_t> flags(e->numel);
+    std::memcpy(flags.data(), e->data, e->nbytes);
+    std::vector<int> expect;
+    for (size_t i = 0; i < flags.size(); ++i)
+      if (flags[i]) expect.push_back(static_cast<int>(i));
+    EXPECT_EQ(r->refined_calls, expect);
+  }
+  EXPECT_EQ(r->model_evaluations, p.steps);
+
+  // Every step and the final image.
+  ASSERT_EQ(static_cast<int>(steps.size()), p.steps);
+  double worst_step = 0;
+  for (int i = 0; i < p.steps; ++i) {
+    auto ref = file->load_f32("step." + std::to_string(i));
+    ASSERT_TRUE(ref.is_ok()) << ref.status().to_string();
+    double m = 0;
+    for (size_t k = 0; k < N; ++k) m = std::max(m, std::fabs(double(ref->f32()[k]) - steps[i][k]));
+    worst_step = std::max(worst_step, m);
+    EXPECT_LT(m, 1e-3) << "step " << i;
+  }
+  auto fin = file->load_f32("final");
+  ASSERT_TRUE(fin.is_ok());
+  double max_abs = 0;
+  for (size_t k = 0; k < N; ++k)
+    max_abs = std::max(max_abs, std::fabs(double(fin->f32()[k]) - r->images.f32()[k]));
+  std::printf("[ reference ] %s: x_T mismatches %zu, worst step max abs %.3e, final max abs %.3e,"
+              " %d refiner evaluations\n",
+              GetParam(), mismatches, worst_step, max_abs, r->refiner_evaluations);
+  RecordProperty("final_max_abs", std::to_string(max_abs));
+  EXPECT_LT(max_abs, 1e-3);
+}
+
+INSTANTIATE_TEST_SUITE_P(TinyDemo, ReferenceSample,
+                         ::testing::Values("sample_ddim", "sample_dpmpp_2m",
+                                           "sample_dpmpp_2m_norefine"));
+
+}  // namespace
+}  // namespace duet
