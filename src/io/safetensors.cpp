@@ -103,10 +103,10 @@ bool parse_dtype(std::string_view s, DType* out) {
 
 Result<SafetensorsFile> parse_safetensors(const uint8_t* data, size_t size,
                                           std::string file) {
-  if (data == nullptr && size != 0) return invalid_argument(file + ": null buffer");
-  if (size < 8)
+  if (size < 8)  // (checked first: open() passes no buffer for short files)
     return data_loss(file + ": file is " + std::to_string(size) +
                      " bytes; a safetensors file needs at least 8 (the header length)");
+  if (data == nullptr) return invalid_argument(file + ": null buffer");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | data[i];  // little-endian u64
   if (n == 0) return data_loss(file + ": header length is 0; expected a JSON object");
