@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -123,13 +124,17 @@ class Lockstep {
     if (static_cast<int>(texts.size()) != rows)
       return internal_error("lockstep batch: texts do not match the rows");
     const std::string key = serve::prompt_key(texts);
-    std::shared_ptr<PromptEmbedding> emb = cache_.get(key);
+    // Within a batch the same composition recurs every step: look it up in the shared cache
+    // (and count a hit or miss) only the first time.
+    std::shared_ptr<PromptEmbedding>& memo = memo_[key];
+    std::shared_ptr<PromptEmbedding> emb = memo ? memo : cache_.get(key);
     if (!emb) {
       auto e = real_.encode(texts);
       if (!e.is_ok()) return e.status();
       emb = std::shared_ptr<PromptEmbedding>(std::move(e).value());
       cache_.put(key, emb, bytes_per_row_ * rows);
     }
+    memo = emb;
     if (prepared_rows_ != rows || prepared_h_ != h || prepared_w_ != w) {
       DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
       prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
@@ -173,6 +178,7 @@ class Lockstep {
   uint64_t round_ = 0;
   int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
   std::vector<float> x_, t_, out_;
+  std::map<std::string, std::shared_ptr<PromptEmbedding>> memo_;
   Counters& counters_;
 };
 
