@@ -160,7 +160,7 @@ function paramsText(job, k) {
 }
 
 async function addImages(job) {
-  for (let k = 0; k < job.images.length; ++k) {
+  for (let k = job.images.length - 1; k >= 0; --k) {  // prepended: image 0 ends up first
     const res = await fetch(job.images[k], { headers: headers() });
     if (!res.ok) throw new Error("image download failed: " + res.status);
     const url = URL.createObjectURL(await res.blob());
