@@ -28,13 +28,13 @@ namespace duet {
 
 // What the pipeline needs to know about a model.
 struct DenoiserInfo {
-  std::string name = "duet";       // config "name" (reported as "Model" in PNG metadata)
-  int channels = 1;                // image.channels
-  int height = 28;                 // image.height (the default size)
-  int width = 28;                  // image.width
-  int patch = 4;                   // backbone.patch: sizes must be multiples of it
-  int refiner_stride = 4;          // 2^(refiner levels - 1): sizes must be multiples of it
-  int num_train_timesteps = 1000;  // diffusion.*
+  std::string name = "duet";                // config "name" (reported as "Model" in PNG metadata)
+  int channels = 1;                         // image.channels
+  int height = 28;                          // image.height (the default size)
+  int width = 28;                           // image.width
+  int patch = 4;                            // backbone.patch: sizes must be multiples of it
+  int refiner_stride = 4;                   // 2^(refiner levels - 1): sizes must be multiples of it
+  int num_train_timesteps = 1000;           // diffusion.*
   std::string beta_schedule = "linear";     // linear | scaled_linear | cosine
   std::string prediction_type = "epsilon";  // epsilon | v_prediction
   int refine_every = 3;                     // inference.refine_every (config default)
@@ -55,7 +55,8 @@ class Denoiser {
   virtual ~Denoiser() = default;
   virtual const DenoiserInfo& info() const = 0;
   // Encodes texts (each row of the model batch gets one text, in order).
-  virtual Result<std::unique_ptr<PromptEmbedding>> encode(const std::vector<std::string>& texts) = 0;
+  virtual Result<std::unique_ptr<PromptEmbedding>> encode(
+      const std::vector<std::string>& texts) = 0;
   // Called once before the loop with the batch size and image size; allocate all scratch here.
   virtual Status prepare(int batch, int height, int width) = 0;
   // x [batch, C, H, W] (already divided by the sampler's input divisor), t [batch] real-valued
@@ -74,66 +75,66 @@ enum class RefineMode { kEvery, kSteps, kAll, kNone };
 struct GenerateParams {
   // One prompt for all n images, or exactly n prompts.
   std::vector<std::string> prompts;
-  std::string negative_prompt;      // the unconditional text of classifier-free guidance
-  int n = 1;                        // images per call, in [1, kMaxImages]
-  int width = 0, height = 0;        // 0 = the model config's size
+  std::string negative_prompt;  // the unconditional text of classifier-free guidance
+  int n = 1;                    // images per call, in [1, kMaxImages]
+  int width = 0, height = 0;    // 0 = the model config's size
   int steps = 20;
   std::string sampler = "dpmpp_2m";  // any of diffusion::sampler_names()
   bool karras = false;
-  float cfg_scale = 4.0f;           // 1 = no guidance (the unconditional half is skipped)
-  int64_t seed = -1;                // -1 = random (reported in GenerateResult::seed)
-  std::string rng = "torch";        // torch | philox
+  float cfg_scale = 4.0f;     // 1 = no guidance (the unconditional half is skipped)
+  int64_t seed = -1;          // -1 = random (reported in GenerateResult::seed)
+  std::string rng = "torch";  // torch | philox
   // Refiner schedule over model-call indices i = 0..num_calls-1 (see refine_schedule()).
   RefineMode refine = RefineMode::kEvery;
   // kEvery: refine iff K > 0 and (i + 1) % K == 0; -1 = the model config's
   // inference.refine_every (3 in the shipped configs), 0 = never (as the python reference).
   int refine_every = -1;
-  std::vector<int> refine_steps;    // kSteps: 1-based call numbers, e.g. {3, 6, 9}
+  std::vector<int> refine_steps;  // kSteps: 1-based call numbers, e.g. {3, 6, 9}
   // img2img: [C, H, W] in [-1, 1] (empty = txt2img); the same image for every batch entry.
   std::vector<float> init_image;
-  double strength = 0.75;           // img2img: fraction of the schedule that is re-run
+  double strength = 0.75;  // img2img: fraction of the schedule that is re-run
   // Sampler details (defaults follow the python reference pipeline): for ddim, leading spacing
   // with steps_offset 1 and the final alphabar = alphas_cumprod[0].
-  int steps_offset = -1;            // -1 = 1 for ddim, else the diffusers default
-  float eta = 0.0f;                 // ddim eta
-  int png_bit_depth = 8;            // for the caller's PNG writing (recorded only)
+  int steps_offset = -1;  // -1 = 1 for ddim, else the diffusers default
+  float eta = 0.0f;       // ddim eta
+  int png_bit_depth = 8;  // for the caller's PNG writing (recorded only)
 };
 
 inline constexpr int kMaxImages = 64;
 inline constexpr int kMaxImageSide = 2048;
 
 struct StageTimings {
-  double encode_s = 0;    // prompt encoding
-  double prepare_s = 0;   // sampler construction, buffers, x_T
-  double denoise_s = 0;   // the whole sampler loop
-  double finish_s = 0;    // clamping / output
+  double encode_s = 0;   // prompt encoding
+  double prepare_s = 0;  // sampler construction, buffers, x_T
+  double denoise_s = 0;  // the whole sampler loop
+  double finish_s = 0;   // clamping / output
   double total_s = 0;
   std::vector<double> call_s;  // wall time of each model call + sampler step
 };
 
 struct GenerateResult {
-  Tensor images;                // [n, C, H, W] f32, clamped to [-1, 1]
-  Tensor samples;               // [n, C, H, W] f32, the sampler's final x (unclamped)
-  Tensor x_T;                   // [n, C, H, W] f32, the initial noise draw (before init_noise_sigma)
-  int64_t seed = 0;             // the seed used (one randn for the whole batch)
-  std::vector<int64_t> seeds;   // per image (all equal to seed; image i = batch position i)
-  int num_calls = 0;            // model calls in the full schedule
-  int start_call = 0;           // first call actually run (img2img)
-  int model_evaluations = 0;    // denoiser calls (each on a batch of 2n, or n without guidance)
-  int refiner_evaluations = 0;  // of which with the refiner
+  Tensor images;               // [n, C, H, W] f32, clamped to [-1, 1]
+  Tensor samples;              // [n, C, H, W] f32, the sampler's final x (unclamped)
+  Tensor x_T;                  // [n, C, H, W] f32, the initial noise draw (before init_noise_sigma)
+  int64_t seed = 0;            // the seed used (one randn for the whole batch)
+  std::vector<int64_t> seeds;  // per image (all equal to seed; image i = batch position i)
+  int num_calls = 0;           // model calls in the full schedule
+  int start_call = 0;          // first call actually run (img2img)
+  int model_evaluations = 0;   // denoiser calls (each on a batch of 2n, or n without guidance)
+  int refiner_evaluations = 0;     // of which with the refiner
   std::vector<int> refined_calls;  // 0-based call indices that ran the refiner
-  int batch = 0;                // model batch size per call (2n with guidance)
+  int batch = 0;                   // model batch size per call (2n with guidance)
   int width = 0, height = 0, channels = 0;
   StageTimings timings;
 };
 
 struct StepProgress {
-  int call = 0;        // calls completed so far (1-based count), relative to start_call
-  int total = 0;       // calls to run
+  int call = 0;   // calls completed so far (1-based count), relative to start_call
+  int total = 0;  // calls to run
   bool refined = false;
   double elapsed_s = 0;
-  int call_index = 0;          // 0-based index of the call just completed in the full schedule
-  const float* x = nullptr;    // the latents after this call, [n, C, H, W] (valid during the call)
+  int call_index = 0;        // 0-based index of the call just completed in the full schedule
+  const float* x = nullptr;  // the latents after this call, [n, C, H, W] (valid during the call)
 };
 using GenerateProgressFn = std::function<void(const StepProgress&)>;
 

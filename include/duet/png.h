@@ -28,8 +28,8 @@ struct PngImage {
   int width = 0;
   int height = 0;
   int channels = 0;
-  int bit_depth = 8;               // 8 or 16
-  std::vector<uint16_t> samples;   // width * height * channels values in [0, 2^bit_depth - 1]
+  int bit_depth = 8;              // 8 or 16
+  std::vector<uint16_t> samples;  // width * height * channels values in [0, 2^bit_depth - 1]
   // Text chunks (tEXt / zTXt / iTXt) in file order: keyword -> UTF-8 text.
   std::vector<std::pair<std::string, std::string>> text;
 
@@ -41,8 +41,8 @@ struct PngImage {
 struct PngLimits {
   int max_width = 16384;
   int max_height = 16384;
-  int64_t max_pixels = int64_t{1} << 26;     // 64 Mpixel
-  size_t max_text_bytes = size_t{1} << 20;   // per decompressed text chunk
+  int64_t max_pixels = int64_t{1} << 26;    // 64 Mpixel
+  size_t max_text_bytes = size_t{1} << 20;  // per decompressed text chunk
 };
 
 const char* png_color_name(int channels);  // "grayscale", "grayscale+alpha", "RGB", "RGBA"
@@ -62,7 +62,8 @@ Status write_png_file(const std::string& path, const PngImage& img);
 // --- Conversion between images and [-1, 1] float tensors -------------------------------------
 
 // x [C, H, W] in [-1, 1] -> samples round(clip((x + 1) / 2, 0, 1) * maxval), NaN -> 0.
-// C must be 1 (gray) or 3 (RGB) (2 and 4 are written as gray+alpha / RGBA).
+// C = 1: grayscale, C = 3: RGB, any other C: the C planes side by side as one grayscale image
+// of width C*W (as the python reference saves them).
 Result<PngImage> image_from_chw(const float* x, int channels, int height, int width,
                                 int bit_depth = 8);
 // Converts to exactly `channels` (1 or 3) explicitly: RGB -> gray uses ITU-R 601-2 luma as PIL's

@@ -48,8 +48,11 @@ Result<std::vector<bool>> refine_schedule(const GenerateParams& p, int num_calls
                                           int config_refine_every) {
   std::vector<bool> r(std::max(num_calls, 0), false);
   switch (p.refine) {
-    case RefineMode::kAll: std::fill(r.begin(), r.end(), true); break;
-    case RefineMode::kNone: break;
+    case RefineMode::kAll:
+      std::fill(r.begin(), r.end(), true);
+      break;
+    case RefineMode::kNone:
+      break;
     case RefineMode::kEvery: {
       const int k = p.refine_every < 0 ? config_refine_every : p.refine_every;
       if (k < 0) return invalid_argument("refine-every must be >= 0, got " + std::to_string(k));
@@ -71,8 +74,10 @@ Result<std::vector<bool>> refine_schedule(const GenerateParams& p, int num_calls
 
 std::string refine_description(const GenerateParams& p, int config_refine_every) {
   switch (p.refine) {
-    case RefineMode::kAll: return "all";
-    case RefineMode::kNone: return "none";
+    case RefineMode::kAll:
+      return "all";
+    case RefineMode::kNone:
+      return "none";
     case RefineMode::kEvery: {
       const int k = p.refine_every < 0 ? config_refine_every : p.refine_every;
       return k == 0 ? "none" : "every " + std::to_string(k);
@@ -92,7 +97,7 @@ std::string refine_description(const GenerateParams& p, int config_refine_every)
 ImageParameters image_parameters(const GenerateParams& p, const GenerateResult& r,
                                  const DenoiserInfo& info, int index) {
   ImageParameters ip;
-  ip.prompt = p.prompts.empty() ? std::string()
+  ip.prompt = p.prompts.empty()       ? std::string()
               : p.prompts.size() == 1 ? p.prompts[0]
                                       : p.prompts[std::min<size_t>(index, p.prompts.size() - 1)];
   ip.negative_prompt = p.negative_prompt;

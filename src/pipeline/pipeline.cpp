@@ -1,4 +1,6 @@
 // generate(): prompt encoding, x_T, classifier-free guidance and the sampler loop.
+#include "duet/pipeline.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,7 +12,6 @@
 #include "diffusion/rng.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
-#include "duet/pipeline.h"
 
 namespace duet {
 namespace {
@@ -32,14 +33,13 @@ std::string join_names(const std::vector<std::string>& v) {
 Status check_side(const char* what, int v, int def, const DenoiserInfo& info) {
   if (v == 0) return Status::ok();
   if (v < 0 || v > kMaxImageSide)
-    return invalid_argument(std::string(what) + " must be in [1, " +
-                            std::to_string(kMaxImageSide) + "], got " + std::to_string(v));
+    return invalid_argument(std::string(what) + " must be in [1, " + std::to_string(kMaxImageSide) +
+                            "], got " + std::to_string(v));
   const int m = lcm_int(std::max(info.patch, 1), std::max(info.refiner_stride, 1));
   if (v % m != 0)
-    return invalid_argument(std::string(what) + " " + std::to_string(v) +
-                            " is not a multiple of " + std::to_string(m) + " (backbone patch " +
-                            std::to_string(info.patch) + ", refiner stride " +
-                            std::to_string(info.refiner_stride) + ")");
+    return invalid_argument(std::string(what) + " " + std::to_string(v) + " is not a multiple of " +
+                            std::to_string(m) + " (backbone patch " + std::to_string(info.patch) +
+                            ", refiner stride " + std::to_string(info.refiner_stride) + ")");
   if (!info.supports_other_sizes && v != def)
     return invalid_argument(std::string(what) + " " + std::to_string(v) + " differs from the " +
                             "model's " + std::to_string(def) + " and this model cannot change it");
@@ -79,8 +79,8 @@ Status validate_generate_params(const GenerateParams& p, const DenoiserInfo& inf
                             std::to_string(p.steps));
   const auto& names = diffusion::sampler_names();
   if (std::find(names.begin(), names.end(), p.sampler) == names.end())
-    return invalid_argument("unknown sampler '" + p.sampler + "' (available: " +
-                            join_names(names) + ")");
+    return invalid_argument("unknown sampler '" + p.sampler + "' (available: " + join_names(names) +
+                            ")");
   if (p.karras && (p.sampler == "ddim" || p.sampler == "ddpm"))
     return invalid_argument("Karras sigmas do not apply to the " + p.sampler + " sampler");
   if (!std::isfinite(p.cfg_scale) || p.cfg_scale < 0.0f || p.cfg_scale > 100.0f)
@@ -148,7 +148,8 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& p,
   DUET_ASSIGN_OR_RETURN(std::unique_ptr<diffusion::Sampler> sampler,
                         diffusion::make_sampler(sampler_params(p), sched, N));
   r.num_calls = sampler->num_calls();
-  DUET_ASSIGN_OR_RETURN(std::vector<bool> refine, refine_schedule(p, r.num_calls, info.refine_every));
+  DUET_ASSIGN_OR_RETURN(std::vector<bool> refine,
+                        refine_schedule(p, r.num_calls, info.refine_every));
   if (p.seed >= 0) {
     r.seed = p.seed;
   } else {
@@ -239,8 +240,8 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& p,
     DUET_RETURN_IF_ERROR(sampler->step(c, model_out.data(), x, *noise));
     r.timings.call_s.push_back(seconds_since(t_call));
     if (progress)
-      progress({c + 1 - r.start_call, total, static_cast<bool>(refine[c]), seconds_since(t_loop), c,
-                x});
+      progress(
+          {c + 1 - r.start_call, total, static_cast<bool>(refine[c]), seconds_since(t_loop), c, x});
   }
   r.timings.denoise_s = seconds_since(t_loop);
 

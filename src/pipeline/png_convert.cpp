@@ -10,18 +10,19 @@ namespace duet {
 
 Result<PngImage> image_from_chw(const float* x, int channels, int height, int width,
                                 int bit_depth) {
-  if (channels < 1 || channels > 4)
-    return invalid_argument("cannot store " + std::to_string(channels) +
-                            "-channel images as PNG (need 1-4 channels)");
+  if (channels < 1 || channels > 64)
+    return invalid_argument("cannot store " + std::to_string(channels) + "-channel images as PNG");
   if (bit_depth != 8 && bit_depth != 16)
     return invalid_argument("PNG bit depth must be 8 or 16, got " + std::to_string(bit_depth));
-  if (height <= 0 || width <= 0)
+  if (height <= 0 || width <= 0 || width > (1 << 20) / channels || height > (1 << 20))
     return invalid_argument("invalid image size " + std::to_string(width) + "x" +
                             std::to_string(height));
+  // C = 1: gray, C = 3: RGB, other C: the channel planes side by side as one gray strip.
+  const bool strip = channels != 1 && channels != 3;
   PngImage img;
-  img.width = width;
+  img.width = strip ? width * channels : width;
   img.height = height;
-  img.channels = channels;
+  img.channels = strip ? 1 : channels;
   img.bit_depth = bit_depth;
   const float maxval = bit_depth == 16 ? 65535.0f : 255.0f;
   const size_t plane = static_cast<size_t>(height) * width;
@@ -33,7 +34,13 @@ Result<PngImage> image_from_chw(const float* x, int channels, int height, int wi
       float v = (src[p] + 1.0f) / 2.0f;
       if (!(v >= 0.0f)) v = 0.0f;  // also NaN
       if (v > 1.0f) v = 1.0f;
-      img.samples[p * channels + c] = static_cast<uint16_t>(std::nearbyint(v * maxval));
+      const auto q = static_cast<uint16_t>(std::nearbyint(v * maxval));
+      if (strip) {
+        const size_t y = p / width, xx = p % width;
+        img.samples[y * img.width + static_cast<size_t>(c) * width + xx] = q;
+      } else {
+        img.samples[p * channels + c] = q;
+      }
     }
   }
   return img;
@@ -64,14 +71,14 @@ Result<PngImage> convert_channels(const PngImage& img, int channels, std::string
   std::string what;
   if (channels == 1) {
     if (src_color) {
-      what = std::string("converted ") + png_color_name(src_c) +
-             " to grayscale (ITU-R 601-2 luma)";
+      what = std::string("converted ") + png_color_name(src_c) + " to grayscale (ITU-R 601-2 luma)";
       for (size_t p = 0; p < plane; ++p) {
         const uint16_t* s = &img.samples[p * src_c];
         if (img.bit_depth == 8) {
-          out.samples[p] = static_cast<uint16_t>(
-              (uint32_t{s[0]} * 19595u + uint32_t{s[1]} * 38470u + uint32_t{s[2]} * 7471u +
-               0x8000u) >> 16);
+          out.samples[p] =
+              static_cast<uint16_t>((uint32_t{s[0]} * 19595u + uint32_t{s[1]} * 38470u +
+                                     uint32_t{s[2]} * 7471u + 0x8000u) >>
+                                    16);
         } else {
           const double l = (s[0] * 19595.0 + s[1] * 38470.0 + s[2] * 7471.0) / 65536.0;
           out.samples[p] = static_cast<uint16_t>(std::min(65535.0, std::nearbyint(l)));
@@ -101,14 +108,16 @@ Result<PngImage> convert_channels(const PngImage& img, int channels, std::string
 Status image_to_chw(const PngImage& img, float* out, size_t out_size) {
   const size_t plane = static_cast<size_t>(img.width) * img.height;
   const size_t n = plane * img.channels;
-  if (img.samples.size() != n) return invalid_argument("image sample count does not match its size");
+  if (img.samples.size() != n)
+    return invalid_argument("image sample count does not match its size");
   if (out_size != n)
     return invalid_argument("image_to_chw: output holds " + std::to_string(out_size) +
                             " values, image has " + std::to_string(n));
   const float maxval = static_cast<float>(img.max_value());
   for (int c = 0; c < img.channels; ++c)
     for (size_t p = 0; p < plane; ++p)
-      out[c * plane + p] = static_cast<float>(img.samples[p * img.channels + c]) / maxval * 2.0f - 1.0f;
+      out[c * plane + p] =
+          static_cast<float>(img.samples[p * img.channels + c]) / maxval * 2.0f - 1.0f;
   return Status::ok();
 }
 
@@ -127,8 +136,9 @@ std::vector<float> make_grid(const float* images, int n, int channels, int heigh
       const float* src = images + (static_cast<size_t>(i) * channels + c) * plane;
       float* dst = grid.data() + static_cast<size_t>(c) * gh * gw;
       for (int y = 0; y < height; ++y)
-        std::copy(src + static_cast<size_t>(y) * width, src + static_cast<size_t>(y + 1) * width,
-                  dst + static_cast<size_t>(r * height + y) * gw + static_cast<size_t>(col) * width);
+        std::copy(
+            src + static_cast<size_t>(y) * width, src + static_cast<size_t>(y + 1) * width,
+            dst + static_cast<size_t>(r * height + y) * gw + static_cast<size_t>(col) * width);
     }
   }
   if (grid_height) *grid_height = gh;

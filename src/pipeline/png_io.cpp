@@ -89,8 +89,7 @@ bool decode_header(png_structp png, png_infop info, Header* h, const PngLimits* 
   h->bit_depth = png_get_bit_depth(png, info);
   h->color_type = png_get_color_type(png, info);
   if (h->color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-  if (h->color_type == PNG_COLOR_TYPE_GRAY && h->bit_depth < 8)
-    png_set_expand_gray_1_2_4_to_8(png);
+  if (h->color_type == PNG_COLOR_TYPE_GRAY && h->bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
   h->interlace = png_set_interlace_handling(png);
   png_read_update_info(png, info);
@@ -126,7 +125,9 @@ void collect_text(png_structp png, png_infop info, PngImage* img, const PngLimit
 struct ReadGuard {
   png_structp png = nullptr;
   png_infop info = nullptr, end_info = nullptr;
-  ~ReadGuard() { png_destroy_read_struct(&png, info ? &info : nullptr, end_info ? &end_info : nullptr); }
+  ~ReadGuard() {
+    png_destroy_read_struct(&png, info ? &info : nullptr, end_info ? &end_info : nullptr);
+  }
 };
 
 struct WriteGuard {
@@ -160,17 +161,22 @@ const std::string* PngImage::find_text(const std::string& keyword) const {
 
 const char* png_color_name(int channels) {
   switch (channels) {
-    case 1: return "grayscale";
-    case 2: return "grayscale+alpha";
-    case 3: return "RGB";
-    case 4: return "RGBA";
+    case 1:
+      return "grayscale";
+    case 2:
+      return "grayscale+alpha";
+    case 3:
+      return "RGB";
+    case 4:
+      return "RGBA";
   }
   return "unsupported";
 }
 
 Result<PngImage> decode_png(const uint8_t* data, size_t size, const PngLimits& limits,
                             const std::string& what) {
-  if (!data || size < 8) return data_loss(what + ": not a PNG (too short: " + std::to_string(size) + " bytes)");
+  if (!data || size < 8)
+    return data_loss(what + ": not a PNG (too short: " + std::to_string(size) + " bytes)");
   if (png_sig_cmp(data, 0, 8) != 0) return invalid_argument(what + ": not a PNG (bad signature)");
   // Check the IHDR dimensions before libpng allocates anything for them.
   if (size >= 24 && std::memcmp(data + 12, "IHDR", 4) == 0) {
@@ -199,9 +205,9 @@ Result<PngImage> decode_png(const uint8_t* data, size_t size, const PngLimits& l
       std::string name(reinterpret_cast<const char*>(data + off + 4), 4);
       for (char& ch : name)
         if (!std::isalpha(static_cast<unsigned char>(ch))) ch = '?';
-      return data_loss(what + ": truncated or corrupt PNG (chunk '" + name +
-                       "' at byte " + std::to_string(off) + " declares " + std::to_string(len) +
-                       " bytes, " + std::to_string(size - off - 12) + " remain)");
+      return data_loss(what + ": truncated or corrupt PNG (chunk '" + name + "' at byte " +
+                       std::to_string(off) + " declares " + std::to_string(len) + " bytes, " +
+                       std::to_string(size - off - 12) + " remain)");
     }
     if (std::memcmp(data + off + 4, "IEND", 4) == 0) break;
     off += 12 + static_cast<size_t>(len);
@@ -223,15 +229,13 @@ Result<PngImage> decode_png(const uint8_t* data, size_t size, const PngLimits& l
   if (!decode_header(g.png, g.info, &h, &limits))
     return data_loss(what + ": invalid PNG: " + codec.error);
   const int64_t pixels = static_cast<int64_t>(h.width) * static_cast<int64_t>(h.height);
-  if (h.width == 0 || h.height == 0)
-    return data_loss(what + ": invalid PNG: zero size");
+  if (h.width == 0 || h.height == 0) return data_loss(what + ": invalid PNG: zero size");
   if (static_cast<int64_t>(h.width) > limits.max_width ||
       static_cast<int64_t>(h.height) > limits.max_height || pixels > limits.max_pixels)
-    return resource_exhausted(what + ": image " + std::to_string(h.width) + "x" +
-                              std::to_string(h.height) + " exceeds the size limit (" +
-                              std::to_string(limits.max_width) + "x" +
-                              std::to_string(limits.max_height) + ", " +
-                              std::to_string(limits.max_pixels) + " pixels)");
+    return resource_exhausted(
+        what + ": image " + std::to_string(h.width) + "x" + std::to_string(h.height) +
+        " exceeds the size limit (" + std::to_string(limits.max_width) + "x" +
+        std::to_string(limits.max_height) + ", " + std::to_string(limits.max_pixels) + " pixels)");
   if (h.bit_depth != 8 && h.bit_depth != 16)
     return unimplemented(what + ": unsupported bit depth " + std::to_string(h.bit_depth));
   if (h.channels < 1 || h.channels > 4)
@@ -285,7 +289,8 @@ Result<PngImage> read_png_file(const std::string& path, const PngLimits& limits)
 
 Result<std::vector<uint8_t>> encode_png(const PngImage& img) {
   if (img.channels < 1 || img.channels > 4)
-    return invalid_argument("PNG encode: channels must be 1-4, got " + std::to_string(img.channels));
+    return invalid_argument("PNG encode: channels must be 1-4, got " +
+                            std::to_string(img.channels));
   if (img.bit_depth != 8 && img.bit_depth != 16)
     return invalid_argument("PNG encode: bit depth must be 8 or 16, got " +
                             std::to_string(img.bit_depth));
@@ -322,8 +327,10 @@ Result<std::vector<uint8_t>> encode_png(const PngImage& img) {
     texts[i].compression = ascii ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
     texts[i].key = const_cast<char*>(k.c_str());
     texts[i].text = const_cast<char*>(v.c_str());
-    if (ascii) texts[i].text_length = v.size();
-    else texts[i].itxt_length = v.size();
+    if (ascii)
+      texts[i].text_length = v.size();
+    else
+      texts[i].itxt_length = v.size();
   }
 
   Codec codec;
@@ -334,8 +341,7 @@ Result<std::vector<uint8_t>> encode_png(const PngImage& img) {
   g.info = png_create_info_struct(g.png);
   if (!g.info) return internal_error("libpng: cannot create info struct");
   png_set_write_fn(g.png, &codec, write_fn, flush_fn);
-  if (!encode_impl(g.png, g.info, &img, rows.data(), texts.data(),
-                   static_cast<int>(texts.size())))
+  if (!encode_impl(g.png, g.info, &img, rows.data(), texts.data(), static_cast<int>(texts.size())))
     return internal_error(std::string("PNG encode failed: ") + codec.error);
   return std::move(codec.out);
 }
@@ -348,7 +354,8 @@ Status write_png_file(const std::string& path, const PngImage& img) {
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     if (!f) return io_error(path + ": cannot open for writing: " + std::strerror(errno));
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
     f.flush();
     if (!f) {
       std::error_code ec;

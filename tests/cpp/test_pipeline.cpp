@@ -170,7 +170,8 @@ TEST(Pipeline, GuidanceMathMatchesManualLoop) {
     EXPECT_EQ(fake.encode_calls, 1);
     EXPECT_EQ(fake.prepare_calls, 1);
     EXPECT_EQ(fake.prepared_batch, 4);
-    EXPECT_EQ(fake.encoded, (std::vector<std::string>{p.prompts[0], p.prompts[0], "blurry", "blurry"}));
+    EXPECT_EQ(fake.encoded,
+              (std::vector<std::string>{p.prompts[0], p.prompts[0], "blurry", "blurry"}));
     for (int b : fake.batches) EXPECT_EQ(b, 4);
     EXPECT_EQ(r->batch, 4);
     EXPECT_EQ(r->model_evaluations, (*sam)->num_calls());

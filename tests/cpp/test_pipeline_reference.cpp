@@ -26,8 +26,10 @@ Denoiser* tiny_model(std::string* error) {
   if (!tried) {
     tried = true;
     auto r = load_denoiser(kDir, 1);
-    if (r.is_ok()) model = std::move(r).value();
-    else err = r.status().to_string();
+    if (r.is_ok())
+      model = std::move(r).value();
+    else
+      err = r.status().to_string();
   }
   *error = err;
   return model.get();
@@ -103,9 +105,10 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
   double max_abs = 0;
   for (size_t k = 0; k < N; ++k)
     max_abs = std::max(max_abs, std::fabs(double(fin->f32()[k]) - r->images.f32()[k]));
-  std::printf("[ reference ] %s: x_T mismatches %zu, worst step max abs %.3e, final max abs %.3e,"
-              " %d refiner evaluations\n",
-              GetParam(), mismatches, worst_step, max_abs, r->refiner_evaluations);
+  std::printf(
+      "[ reference ] %s: x_T mismatches %zu, worst step max abs %.3e, final max abs %.3e,"
+      " %d refiner evaluations\n",
+      GetParam(), mismatches, worst_step, max_abs, r->refiner_evaluations);
   RecordProperty("final_max_abs", std::to_string(max_abs));
   EXPECT_LT(max_abs, 1e-3);
 }

@@ -55,7 +55,8 @@ TEST(Png, RoundTripAllFormats) {
 
 TEST(Png, NonAsciiTextUsesItxtAndRoundTrips) {
   PngImage img = make_image(4, 4, 1, 8);
-  const std::string text = "ein Stiefel \xC3\xBC\xE2\x9C\x93 \xF0\x9F\x91\xA2\nSteps: 1, Seed: 2, Size: 4x4";
+  const std::string text =
+      "ein Stiefel \xC3\xBC\xE2\x9C\x93 \xF0\x9F\x91\xA2\nSteps: 1, Seed: 2, Size: 4x4";
   img.text = {{"parameters", text}};
   auto bytes = encode_or_die(img);
   const std::string raw(bytes.begin(), bytes.end());
@@ -186,7 +187,17 @@ TEST(Png, ValueMappingMatchesPython) {
   ASSERT_TRUE(image_to_chw(*im, back.data(), back.size()).is_ok());
   for (size_t i = 0; i < rgb.size(); ++i) EXPECT_NEAR(back[i], rgb[i], 1.0 / 255.0 + 1e-6);
   EXPECT_FALSE(image_to_chw(*im, back.data(), back.size() - 1).is_ok());
-  EXPECT_FALSE(image_from_chw(rgb.data(), 5, 1, 1).is_ok());
+  // Other channel counts: planes side by side in one grayscale image (python reference).
+  auto strip = image_from_chw(rgb.data(), 2, 2, 3);
+  ASSERT_TRUE(strip.is_ok());
+  EXPECT_EQ(strip->channels, 1);
+  EXPECT_EQ(strip->width, 6);
+  EXPECT_EQ(strip->height, 2);
+  auto q = [](float v) { return static_cast<uint16_t>(std::nearbyint((v + 1) / 2 * 255)); };
+  EXPECT_EQ(strip->samples[0], q(rgb[0]));  // row 0: c0 (x0..2), c1 (x0..2)
+  EXPECT_EQ(strip->samples[3], q(rgb[6]));
+  EXPECT_EQ(strip->samples[6], q(rgb[3]));  // row 1 starts with c0 row 1
+  EXPECT_FALSE(image_from_chw(rgb.data(), 0, 1, 1).is_ok());
 }
 
 TEST(Png, ChannelConversionIsExplicit) {
@@ -206,7 +217,8 @@ TEST(Png, ChannelConversionIsExplicit) {
 
   auto back = convert_channels(*g, 3, &note);
   ASSERT_TRUE(back.is_ok());
-  EXPECT_EQ(back->samples, (std::vector<uint16_t>{76, 76, 76, g->samples[1], g->samples[1], g->samples[1]}));
+  EXPECT_EQ(back->samples,
+            (std::vector<uint16_t>{76, 76, 76, g->samples[1], g->samples[1], g->samples[1]}));
 
   PngImage rgba = rgb;
   rgba.channels = 4;
