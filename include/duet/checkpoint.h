@@ -44,7 +44,9 @@ struct CheckpointReport {
   std::vector<std::string> extra;       // "unexpected tensor 'x' [a] F32"
   std::vector<std::string> mis_shaped;  // "tensor 'x': shape [..] but the config needs [..]"
   std::vector<std::string> mis_typed;   // "tensor 'x': dtype I64; expected F32, F16 or BF16"
-  bool ok() const { return missing.empty() && extra.empty() && mis_shaped.empty() && mis_typed.empty(); }
+  bool ok() const {
+    return missing.empty() && extra.empty() && mis_shaped.empty() && mis_typed.empty();
+  }
   // Multi-line summary: counts per class and the first `max_per_class` items of each.
   std::string summary(const std::string& file, size_t max_per_class = 5) const;
 };

@@ -20,8 +20,8 @@
 
 namespace duet {
 
-inline constexpr int64_t kTimeEmbedDim = 256;           // sinusoid(t) width, fixed by the spec
-inline constexpr int64_t kMaxConfigInt = 1ll << 24;     // C++ sanity cap on every integer field
+inline constexpr int64_t kTimeEmbedDim = 256;        // sinusoid(t) width, fixed by the spec
+inline constexpr int64_t kMaxConfigInt = 1ll << 24;  // C++ sanity cap on every integer field
 
 struct ImageConfig {
   int64_t channels = 1;  // C
@@ -45,7 +45,7 @@ struct TextConfig {
 };
 
 struct BackboneConfig {
-  int64_t patch = 4;  // p
+  int64_t patch = 4;    // p
   int64_t width = 192;  // D
   int64_t depth = 6;
   int64_t heads = 6;
@@ -53,7 +53,7 @@ struct BackboneConfig {
 };
 
 struct CarafeConfig {
-  int64_t k_up = 5;  // odd
+  int64_t k_up = 5;   // odd
   int64_t k_enc = 3;  // odd
   int64_t scale = 2;  // only 2
   int64_t compress = 16;
@@ -78,8 +78,8 @@ struct GateConfig {
 
 struct DiffusionConfig {
   int64_t num_train_timesteps = 1000;
-  std::string beta_schedule = "linear";      // linear | scaled_linear | cosine
-  std::string prediction_type = "epsilon";   // epsilon | v_prediction
+  std::string beta_schedule = "linear";     // linear | scaled_linear | cosine
+  std::string prediction_type = "epsilon";  // epsilon | v_prediction
 };
 
 struct InferenceConfig {

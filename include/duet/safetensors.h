@@ -27,7 +27,8 @@
 namespace duet {
 
 // Largest header accepted (the JSON part), in bytes.
-inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;  // 100 MiB, as the python reader
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull
+                                                       << 20;  // 100 MiB, as the python reader
 
 // Parses the safetensors dtype spelling ("F32", "BF16", ...). False for unknown/unsupported ones.
 bool parse_dtype(std::string_view s, DType* out);
@@ -42,9 +43,7 @@ struct TensorEntry {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;  // == numel * dtype_size(dtype)
   size_t begin = 0;   // data_offsets[0], relative to the data section
-  bool aligned() const {
-    return reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) == 0;
-  }
+  bool aligned() const { return reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) == 0; }
 };
 
 class SafetensorsFile {

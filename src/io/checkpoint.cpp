@@ -146,8 +146,7 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg) {
 
 std::string_view branch_of(std::string_view name) {
   for (std::string_view b : {"text", "cond", "backbone", "refiner", "gate"}) {
-    if (name.size() > b.size() && name.substr(0, b.size()) == b && name[b.size()] == '.')
-      return b;
+    if (name.size() > b.size() && name.substr(0, b.size()) == b && name[b.size()] == '.') return b;
   }
   return "other";
 }
@@ -178,9 +177,7 @@ BranchCounts count_parameters(const std::vector<ExpectedTensor>& tensors) {
   return c;
 }
 
-bool is_weight_dtype(DType t) {
-  return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16;
-}
+bool is_weight_dtype(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
 
 CheckpointReport compare_checkpoint(const SafetensorsFile& file, const ModelConfig& cfg) {
   CheckpointReport rep;
@@ -198,9 +195,8 @@ CheckpointReport compare_checkpoint(const SafetensorsFile& file, const ModelConf
       rep.mis_typed.push_back("tensor " + quote_name(e.name) + ": dtype " + dtype_name(e.dtype) +
                               "; weights must be F32, F16 or BF16");
     if (e.shape != it->second->shape)
-      rep.mis_shaped.push_back("tensor " + quote_name(e.name) + ": shape " +
-                               shape_string(e.shape) + " but the config needs " +
-                               shape_string(it->second->shape));
+      rep.mis_shaped.push_back("tensor " + quote_name(e.name) + ": shape " + shape_string(e.shape) +
+                               " but the config needs " + shape_string(it->second->shape));
   }
   for (const auto& w : want) {  // state_dict order
     if (!file.find(w.name))
@@ -211,9 +207,9 @@ CheckpointReport compare_checkpoint(const SafetensorsFile& file, const ModelConf
 }
 
 std::string CheckpointReport::summary(const std::string& file, size_t max_per_class) const {
-  std::string out = file + ": checkpoint does not match the config: " +
-                    std::to_string(missing.size()) + " missing, " +
-                    std::to_string(extra.size()) + " unexpected, " +
+  std::string out = file +
+                    ": checkpoint does not match the config: " + std::to_string(missing.size()) +
+                    " missing, " + std::to_string(extra.size()) + " unexpected, " +
                     std::to_string(mis_shaped.size()) + " wrong shape, " +
                     std::to_string(mis_typed.size()) + " wrong dtype";
   for (const auto* list : {&missing, &extra, &mis_shaped, &mis_typed}) {

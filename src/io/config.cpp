@@ -39,20 +39,34 @@ json to_json_value(const ModelConfig& c) {
   const auto& r = c.refiner;
   return json{
       {"name", c.name},
-      {"image", {{"channels", c.image.channels}, {"height", c.image.height}, {"width", c.image.width}}},
+      {"image",
+       {{"channels", c.image.channels}, {"height", c.image.height}, {"width", c.image.width}}},
       {"text",
-       {{"tokenizer", c.text.tokenizer}, {"max_length", c.text.max_length},
-        {"vocab_size", c.text.vocab_size}, {"width", c.text.width}, {"layers", c.text.layers},
-        {"heads", c.text.heads}, {"mlp_ratio", c.text.mlp_ratio}, {"bos_id", c.text.bos_id},
-        {"eos_id", c.text.eos_id}, {"pad_id", c.text.pad_id}}},
+       {{"tokenizer", c.text.tokenizer},
+        {"max_length", c.text.max_length},
+        {"vocab_size", c.text.vocab_size},
+        {"width", c.text.width},
+        {"layers", c.text.layers},
+        {"heads", c.text.heads},
+        {"mlp_ratio", c.text.mlp_ratio},
+        {"bos_id", c.text.bos_id},
+        {"eos_id", c.text.eos_id},
+        {"pad_id", c.text.pad_id}}},
       {"backbone",
-       {{"patch", c.backbone.patch}, {"width", c.backbone.width}, {"depth", c.backbone.depth},
-        {"heads", c.backbone.heads}, {"mlp_ratio", c.backbone.mlp_ratio}}},
+       {{"patch", c.backbone.patch},
+        {"width", c.backbone.width},
+        {"depth", c.backbone.depth},
+        {"heads", c.backbone.heads},
+        {"mlp_ratio", c.backbone.mlp_ratio}}},
       {"refiner",
-       {{"base_channels", r.base_channels}, {"channel_mult", r.channel_mult},
-        {"groups", r.groups}, {"time_channels", r.time_channels},
+       {{"base_channels", r.base_channels},
+        {"channel_mult", r.channel_mult},
+        {"groups", r.groups},
+        {"time_channels", r.time_channels},
         {"carafe",
-         {{"k_up", r.carafe.k_up}, {"k_enc", r.carafe.k_enc}, {"scale", r.carafe.scale},
+         {{"k_up", r.carafe.k_up},
+          {"k_enc", r.carafe.k_enc},
+          {"scale", r.carafe.scale},
           {"compress", r.carafe.compress}}}}},
       {"highpass", {{"rho_c", c.highpass.rho_c}, {"tau", c.highpass.tau}}},
       {"gate", {{"hidden", c.gate.hidden}}},
@@ -78,8 +92,8 @@ void collect_unknown(const json& defaults, const json& given, const std::string&
 }
 
 // Reads an integer that fits int64 (bool and float rejected). On failure returns `msg` + value.
-Status read_int(std::string_view file, const json& sect, const std::string& sname,
-                const char* key, const std::string& msg, int64_t* out) {
+Status read_int(std::string_view file, const json& sect, const std::string& sname, const char* key,
+                const std::string& msg, int64_t* out) {
   const json& v = sect[key];
   const std::string field = sname + "." + key;
   if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
@@ -161,27 +175,26 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
                        "must be >= 2 (<bos> and <eos>) (got " + num(t.max_length) + ")");
   if (t.width % t.heads)
     return field_error(file, "text.heads",
-                       "must divide text.width (" + num(t.width) + " % " + num(t.heads) +
-                           " != 0)");
+                       "must divide text.width (" + num(t.width) + " % " + num(t.heads) + " != 0)");
   if (b.width % b.heads)
-    return field_error(file, "backbone.heads",
-                       "must divide backbone.width (" + num(b.width) + " % " + num(b.heads) +
-                           " != 0)");
+    return field_error(
+        file, "backbone.heads",
+        "must divide backbone.width (" + num(b.width) + " % " + num(b.heads) + " != 0)");
   if (b.width % 4)
-    return field_error(file, "backbone.width",
-                       "must be a multiple of 4 (2-D sin-cos embedding) (got " + num(b.width) +
-                           ")");
+    return field_error(
+        file, "backbone.width",
+        "must be a multiple of 4 (2-D sin-cos embedding) (got " + num(b.width) + ")");
   const int64_t H = c.image.height, W = c.image.width;
   if (H % b.patch || W % b.patch)
     return field_error(file, "backbone.patch",
-                       "must divide image.height and image.width (" + num(b.patch) +
-                           " vs image " + num(H) + "x" + num(W) + ")");
+                       "must divide image.height and image.width (" + num(b.patch) + " vs image " +
+                           num(H) + "x" + num(W) + ")");
   bool mult_ok = !r.channel_mult.empty();
   for (int64_t m : r.channel_mult) mult_ok = mult_ok && m > 0 && m <= kMaxConfigInt;
   if (!mult_ok)
-    return field_error(file, "refiner.channel_mult",
-                       "expected a non-empty list of positive integers (each <= " +
-                           num(kMaxConfigInt) + ")");
+    return field_error(
+        file, "refiner.channel_mult",
+        "expected a non-empty list of positive integers (each <= " + num(kMaxConfigInt) + ")");
   // stride = 2^(levels-1); H, W <= kMaxConfigInt = 2^24, so more than 25 levels never divides.
   const size_t shift = r.channel_mult.size() - 1;
   if (shift > 24)
@@ -225,22 +238,22 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
   const auto& d = c.diffusion;
   if (d.beta_schedule != "linear" && d.beta_schedule != "scaled_linear" &&
       d.beta_schedule != "cosine")
-    return field_error(file, "diffusion.beta_schedule",
-                       "expected linear|scaled_linear|cosine (got " +
-                           quote_name(d.beta_schedule) + ")");
+    return field_error(
+        file, "diffusion.beta_schedule",
+        "expected linear|scaled_linear|cosine (got " + quote_name(d.beta_schedule) + ")");
   if (d.prediction_type != "epsilon" && d.prediction_type != "v_prediction")
     return field_error(file, "diffusion.prediction_type",
-                       "expected epsilon|v_prediction (got " + quote_name(d.prediction_type) +
-                           ")");
+                       "expected epsilon|v_prediction (got " + quote_name(d.prediction_type) + ")");
   // C++-only rules (config.py does not check them).
   const std::pair<const char*, std::pair<int64_t, int64_t>> special[] = {
-      {"text.bos_id", {t.bos_id, 256}}, {"text.eos_id", {t.eos_id, 257}},
+      {"text.bos_id", {t.bos_id, 256}},
+      {"text.eos_id", {t.eos_id, 257}},
       {"text.pad_id", {t.pad_id, 258}}};
   for (const auto& [field, v] : special) {
     if (v.first != v.second)
-      return field_error(file, field,
-                         "the byte tokenizer's id is " + num(v.second) + " (got " + num(v.first) +
-                             ")");
+      return field_error(
+          file, field,
+          "the byte tokenizer's id is " + num(v.second) + " (got " + num(v.first) + ")");
   }
   // The refiner runs every k-th step, k >= 1.
   DUET_RETURN_IF_ERROR(check_pos_int(file, "inference.refine_every", c.inference.refine_every));
@@ -264,7 +277,7 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
   try {
     given = json::parse(text.begin(), text.end(), cb, true);
   } catch (const json::exception& e) {
-    return invalid_argument(f + ": not valid JSON: " + e.what());
+    return invalid_argument(f + ": not valid JSON: " + ascii_escaped(e.what()));
   }
   if (!duplicate.empty()) return invalid_argument(f + ": duplicate key " + quote_name(duplicate));
   if (!given.is_object())
@@ -275,8 +288,8 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
 
   ModelConfig c;
   collect_unknown(defaults, given, "", &c.unknown_fields);
-  for (const char* sect : {"image", "text", "backbone", "refiner", "highpass", "gate",
-                           "diffusion", "inference"}) {
+  for (const char* sect :
+       {"image", "text", "backbone", "refiner", "highpass", "gate", "diffusion", "inference"}) {
     if (!m[sect].is_object())
       return field_error(file, sect, std::string("expected an object, found ") + show(m[sect]));
   }
@@ -316,8 +329,8 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
   };
   for (const auto& fi : ints)
     DUET_RETURN_IF_ERROR(read_int(file, m[fi.sect], fi.sect, fi.key, pos, fi.dst));
-  DUET_RETURN_IF_ERROR(read_string(file, m["text"], "text", "tokenizer",
-                                   "only 'byte' is supported", &c.text.tokenizer));
+  DUET_RETURN_IF_ERROR(read_string(file, m["text"], "text", "tokenizer", "only 'byte' is supported",
+                                   &c.text.tokenizer));
   DUET_RETURN_IF_ERROR(read_int(file, m["text"], "text", "vocab_size",
                                 "the byte tokenizer needs 259", &c.text.vocab_size));
   for (const char* key : {"bos_id", "eos_id", "pad_id"}) {
@@ -345,8 +358,8 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
       read_int(file, cf, "refiner.carafe", "compress", pos, &c.refiner.carafe.compress));
   DUET_RETURN_IF_ERROR(read_number(file, m["highpass"], "highpass", "rho_c",
                                    "expected a number in [0, 1]", &c.highpass.rho_c));
-  DUET_RETURN_IF_ERROR(read_number(file, m["highpass"], "highpass", "tau",
-                                   "expected a number >= 0", &c.highpass.tau));
+  DUET_RETURN_IF_ERROR(read_number(file, m["highpass"], "highpass", "tau", "expected a number >= 0",
+                                   &c.highpass.tau));
   DUET_RETURN_IF_ERROR(read_string(file, m["diffusion"], "diffusion", "beta_schedule",
                                    "expected linear|scaled_linear|cosine",
                                    &c.diffusion.beta_schedule));

@@ -13,6 +13,22 @@ std::string truncated(std::string_view s, size_t max) {
   return std::string(s.substr(0, max)) + "...";
 }
 
+std::string ascii_escaped(std::string_view s, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c >= 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 std::string quote_name(std::string_view s) {
   std::string out = "'";
   const size_t n = s.size() < 200 ? s.size() : 200;

@@ -45,21 +45,20 @@ Result<json> parse_header_json(std::string_view text, const std::string& file) {
           if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k;
         }
         return true;
-      default:
-        return true;
+      default: return true;
     }
   };
   json j;
   try {
     j = json::parse(text.begin(), text.end(), cb, /*allow_exceptions=*/true);
   } catch (const json::exception& e) {
-    return data_loss(file + ": header is not valid JSON / UTF-8: " + e.what());
+    return data_loss(file + ": header is not valid JSON / UTF-8: " + ascii_escaped(e.what()));
   }
   if (!duplicate.empty())
     return data_loss(file + ": header has duplicate key " + quote_name(duplicate));
   if (!too_deep.empty())
-    return data_loss(file + ": header JSON nests deeper than " +
-                     std::to_string(kMaxHeaderDepth) + " levels");
+    return data_loss(file + ": header JSON nests deeper than " + std::to_string(kMaxHeaderDepth) +
+                     " levels");
   return j;
 }
 
@@ -101,8 +100,7 @@ bool parse_dtype(std::string_view s, DType* out) {
   return false;
 }
 
-Result<SafetensorsFile> parse_safetensors(const uint8_t* data, size_t size,
-                                          std::string file) {
+Result<SafetensorsFile> parse_safetensors(const uint8_t* data, size_t size, std::string file) {
   if (size < 8)  // (checked first: open() passes no buffer for short files)
     return data_loss(file + ": file is " + std::to_string(size) +
                      " bytes; a safetensors file needs at least 8 (the header length)");
@@ -198,17 +196,15 @@ Result<SafetensorsFile> parse_safetensors(const uint8_t* data, size_t size,
                          "] must be a non-negative integer, found " + found);
     }
     if (ob[0] > ob[1])
-      return data_loss(where + "data_offsets " + offsets_string(ob[0], ob[1]) +
-                       ": begin > end");
+      return data_loss(where + "data_offsets " + offsets_string(ob[0], ob[1]) + ": begin > end");
     if (ob[1] > data_size)
       return data_loss(where + "data_offsets " + offsets_string(ob[0], ob[1]) +
                        " out of bounds: the data section has " + std::to_string(data_size) +
                        " bytes");
     if (ob[1] - ob[0] != need)
       return data_loss(where + "data_offsets " + offsets_string(ob[0], ob[1]) + " span " +
-                       std::to_string(ob[1] - ob[0]) + " bytes but shape " +
-                       shape_string(e.shape) + " \xc3\x97 " + dtype_name(e.dtype) + " needs " +
-                       std::to_string(need));
+                       std::to_string(ob[1] - ob[0]) + " bytes but shape " + shape_string(e.shape) +
+                       " \xc3\x97 " + dtype_name(e.dtype) + " needs " + std::to_string(need));
     e.begin = ob[0];
     e.nbytes = need;
     e.data = data_start + ob[0];
@@ -268,9 +264,8 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   const int err = errno;
   ::close(fd);  // the mapping stays valid after close
   if (p == MAP_FAILED) return io_error(path + ": mmap failed: " + std::strerror(err));
-  std::shared_ptr<const void> mapping(p, [size](const void* q) {
-    ::munmap(const_cast<void*>(q), size);
-  });
+  std::shared_ptr<const void> mapping(
+      p, [size](const void* q) { ::munmap(const_cast<void*>(q), size); });
   DUET_ASSIGN_OR_RETURN(SafetensorsFile f,
                         parse_safetensors(static_cast<const uint8_t*>(p), size, path));
   f.mapping_ = std::move(mapping);  // entries point into it; moving f keeps them valid
@@ -344,7 +339,8 @@ Result<std::string> serialize_safetensors(
   try {
     text = header.dump();  // strict: throws on names / metadata that are not valid UTF-8
   } catch (const nlohmann::json::exception& e) {
-    return invalid_argument(std::string("write_safetensors: cannot encode header: ") + e.what());
+    return invalid_argument(std::string("write_safetensors: cannot encode header: ") +
+                            ascii_escaped(e.what()));
   }
   text.append((8 - (8 + text.size()) % 8) % 8, ' ');  // data section starts 8-byte aligned
   std::string out;

@@ -54,25 +54,28 @@ void print_config(const ModelConfig& c) {
   std::printf("model %s\n", c.name.c_str());
   std::printf("  image     %lld x %lld x %lld (C x H x W)\n", (long long)c.image.channels,
               (long long)c.image.height, (long long)c.image.width);
-  std::printf("  text      %s tokenizer, L=%lld, vocab %lld, width %lld, %lld layers, %lld heads, "
-              "mlp x%lld\n",
-              c.text.tokenizer.c_str(), (long long)c.text.max_length,
-              (long long)c.text.vocab_size, (long long)c.text.width, (long long)c.text.layers,
-              (long long)c.text.heads, (long long)c.text.mlp_ratio);
-  std::printf("  backbone  patch %lld -> %lld tokens (%lldx%lld), width %lld, depth %lld, "
-              "%lld heads, mlp x%lld\n",
-              (long long)c.backbone.patch, (long long)c.tokens(), (long long)c.grid_h(),
-              (long long)c.grid_w(), (long long)c.backbone.width, (long long)c.backbone.depth,
-              (long long)c.backbone.heads, (long long)c.backbone.mlp_ratio);
+  std::printf(
+      "  text      %s tokenizer, L=%lld, vocab %lld, width %lld, %lld layers, %lld heads, "
+      "mlp x%lld\n",
+      c.text.tokenizer.c_str(), (long long)c.text.max_length, (long long)c.text.vocab_size,
+      (long long)c.text.width, (long long)c.text.layers, (long long)c.text.heads,
+      (long long)c.text.mlp_ratio);
+  std::printf(
+      "  backbone  patch %lld -> %lld tokens (%lldx%lld), width %lld, depth %lld, "
+      "%lld heads, mlp x%lld\n",
+      (long long)c.backbone.patch, (long long)c.tokens(), (long long)c.grid_h(),
+      (long long)c.grid_w(), (long long)c.backbone.width, (long long)c.backbone.depth,
+      (long long)c.backbone.heads, (long long)c.backbone.mlp_ratio);
   std::string levels;
   for (int64_t ch : c.level_channels()) levels += (levels.empty() ? "" : ", ") + std::to_string(ch);
-  std::printf("  refiner   levels [%s] (stride %lld), groups %lld, time channels %lld, "
-              "CARAFE k_up %lld k_enc %lld compress %lld\n",
-              levels.c_str(), (long long)c.refiner_stride(), (long long)c.refiner.groups,
-              (long long)c.refiner.time_channels, (long long)c.refiner.carafe.k_up,
-              (long long)c.refiner.carafe.k_enc, (long long)c.refiner.carafe.compress);
-  std::printf("  highpass  rho_c %g, tau %g;  gate hidden %lld\n", c.highpass.rho_c,
-              c.highpass.tau, (long long)c.gate.hidden);
+  std::printf(
+      "  refiner   levels [%s] (stride %lld), groups %lld, time channels %lld, "
+      "CARAFE k_up %lld k_enc %lld compress %lld\n",
+      levels.c_str(), (long long)c.refiner_stride(), (long long)c.refiner.groups,
+      (long long)c.refiner.time_channels, (long long)c.refiner.carafe.k_up,
+      (long long)c.refiner.carafe.k_enc, (long long)c.refiner.carafe.compress);
+  std::printf("  highpass  rho_c %g, tau %g;  gate hidden %lld\n", c.highpass.rho_c, c.highpass.tau,
+              (long long)c.gate.hidden);
   std::printf("  diffusion T=%lld, %s betas, %s prediction; refine every %lld steps\n",
               (long long)c.diffusion.num_train_timesteps, c.diffusion.beta_schedule.c_str(),
               c.diffusion.prediction_type.c_str(), (long long)c.inference.refine_every);
@@ -83,8 +86,10 @@ void print_config(const ModelConfig& c) {
 int run_inspect(const std::string& dir, bool check, bool quiet) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    std::fprintf(stderr, "error: %s: not a model directory (expected config.json and "
-                         "model.safetensors inside)\n", dir.c_str());
+    std::fprintf(stderr,
+                 "error: %s: not a model directory (expected config.json and "
+                 "model.safetensors inside)\n",
+                 dir.c_str());
     return 1;
   }
   auto cfg = load_config(dir + "/config.json");
@@ -121,7 +126,7 @@ int run_inspect(const std::string& dir, bool check, bool quiet) {
   const BranchCounts n = count_parameters(file->tensors());
   std::printf("\nparameters\n");
   const std::pair<const char*, int64_t> rows[] = {
-      {"text", n.text}, {"cond", n.cond}, {"backbone", n.backbone}, {"refiner", n.refiner},
+      {"text", n.text}, {"cond", n.cond},   {"backbone", n.backbone}, {"refiner", n.refiner},
       {"gate", n.gate}, {"other", n.other}, {"total", n.total()}};
   for (const auto& [name, v] : rows) {
     if (std::strcmp(name, "other") == 0 && v == 0) continue;
@@ -146,7 +151,8 @@ int run_inspect(const std::string& dir, bool check, bool quiet) {
       if (!is_weight_dtype(e.dtype)) continue;
       const int64_t bad = count_non_finite(e);
       if (bad) {
-        std::fprintf(stderr, "error: %s: tensor '%s' has %lld non-finite values (NaN/Inf) of %lld\n",
+        std::fprintf(stderr,
+                     "error: %s: tensor '%s' has %lld non-finite values (NaN/Inf) of %lld\n",
                      path.c_str(), e.name.c_str(), (long long)bad, (long long)e.numel);
         ++bad_tensors;
       }
