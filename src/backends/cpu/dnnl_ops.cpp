@@ -26,6 +26,9 @@ dnnl::stream& stream() {
 
 dnnl::primitive_attr make_attr(Activation act) {
   dnnl::primitive_attr attr;
+  // User-managed scratchpad: oneDNN's library-managed one is shared between primitives and makes
+  // concurrent execution from two threads (two Contexts on one Model) unsafe.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::post_ops po;
   switch (act) {
     case Activation::kNone: break;
@@ -37,19 +40,39 @@ dnnl::primitive_attr make_attr(Activation act) {
   return attr;
 }
 
+// Per-calling-thread scratchpad; grows during a Context's warm-up, then is only reused.
+void* thread_scratchpad(size_t bytes) {
+  thread_local std::unique_ptr<void, void (*)(void*)> buf(nullptr, std::free);
+  thread_local size_t cap = 0;
+  if (bytes > cap) {
+    cap = (bytes + 4095) / 4096 * 4096;
+    buf.reset(std::aligned_alloc(64, cap));
+    if (!buf) {
+      std::fprintf(stderr, "duet: out of memory allocating a %zu-byte oneDNN scratchpad\n", cap);
+      std::abort();
+    }
+  }
+  return buf.get();
+}
+
 // Executes with the C API (an args array on the stack: no std::unordered_map per call).
 void execute(const dnnl::primitive& p, const memory::desc& src_md, const float* src,
-             const memory& weights, const memory& bias, const memory::desc& dst_md, float* dst) {
-  dnnl_memory_t src_mem = nullptr, dst_mem = nullptr;
+             const memory& weights, const memory& bias, const memory::desc& dst_md, float* dst,
+             const memory::desc& scratch_md) {
+  dnnl_memory_t src_mem = nullptr, dst_mem = nullptr, scratch_mem = nullptr;
   dnnl_memory_create(&src_mem, &src_md.data, engine().get(), const_cast<float*>(src));
   dnnl_memory_create(&dst_mem, &dst_md.data, engine().get(), dst);
-  const dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src_mem},
+  dnnl_memory_create(&scratch_mem, &scratch_md.data, engine().get(),
+                     thread_scratchpad(scratch_md.get_size()));
+  const dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, src_mem},
                                    {DNNL_ARG_WEIGHTS, weights.get()},
                                    {DNNL_ARG_BIAS, bias.get()},
-                                   {DNNL_ARG_DST, dst_mem}};
-  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), 4, args);
+                                   {DNNL_ARG_DST, dst_mem},
+                                   {DNNL_ARG_SCRATCHPAD, scratch_mem}};
+  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), 5, args);
   dnnl_memory_destroy(src_mem);
   dnnl_memory_destroy(dst_mem);
+  dnnl_memory_destroy(scratch_mem);
   if (st != dnnl_success) {
     std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n", static_cast<int>(st));
     std::abort();
@@ -77,7 +100,7 @@ decltype(auto) checked(F&& f) {
 
 struct Entry {
   dnnl::primitive prim;
-  memory::desc src_md, dst_md;
+  memory::desc src_md, dst_md, scratch_md;
   memory weights;  // packed for this primitive (may share the op's buffer)
 };
 
@@ -104,6 +127,7 @@ class DnnlLinear final : public PreparedLinear {
     e.prim = dnnl::matmul(pd);
     e.src_md = pd.src_desc();
     e.dst_md = pd.dst_desc();
+    e.scratch_md = pd.scratchpad_desc();
     e.weights = pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
     return cache.emplace(m, std::move(e)).first->second;
   }
@@ -136,7 +160,7 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float* w, cons
 void dnnl_linear(const PreparedLinear& p, const float* x, int64_t m, float* y) {
   const auto& op = static_cast<const DnnlLinear&>(p);
   const Entry& e = checked([&]() -> const Entry& { return op.entry(m); });
-  execute(e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y);
+  execute(e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
 }
 
 // ---- conv ------------------------------------------------------------------------------------
@@ -171,6 +195,7 @@ class DnnlConv final : public PreparedConv {
     e.prim = dnnl::convolution_forward(pd);
     e.src_md = pd.src_desc();
     e.dst_md = pd.dst_desc();
+    e.scratch_md = pd.scratchpad_desc();
     e.weights = pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
     return cache.emplace(key, std::move(e)).first->second;
   }
@@ -200,7 +225,7 @@ void dnnl_conv2d(const PreparedConv& p, const float* x, int64_t b, int64_t h, in
                  float* y) {
   const auto& op = static_cast<const DnnlConv&>(p);
   const Entry& e = checked([&]() -> const Entry& { return op.entry(b, h, w); });
-  execute(e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y);
+  execute(e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
 }
 
 }  // namespace duet::cpu

@@ -1,0 +1,149 @@
+// Model / Context behaviour beyond the goldens: batch planning, refine = false, input errors,
+// heap stability of denoise, and two Contexts sharing one Model from two threads.
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "duet/model.h"
+
+namespace duet {
+namespace {
+
+const std::string kTiny = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+
+std::shared_ptr<const Model> load_tiny(BackendKind k = BackendKind::kCpu) {
+  LoadOptions lo;
+  lo.backend = k;
+  auto m = Model::load(kTiny, lo);
+  EXPECT_TRUE(m.is_ok()) << m.status().to_string();
+  return m.is_ok() ? *m : nullptr;
+}
+
+Tensor random_x(int64_t b, const ModelConfig& cfg, uint32_t seed) {
+  Tensor x = Tensor::zeros({b, cfg.image.channels, cfg.image.height, cfg.image.width});
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = nd(rng);
+  return x;
+}
+
+Tensor fill_t(int64_t b, float v) {
+  Tensor t = Tensor::zeros({b});
+  for (int64_t i = 0; i < b; ++i) t.f32()[i] = v;
+  return t;
+}
+
+class ModelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(kTiny + "/model.safetensors")) GTEST_SKIP() << "no tiny-demo fixture";
+  }
+};
+
+TEST_F(ModelTest, SmallerBatchEqualsRowsOfFullBatch) {
+  auto model = load_tiny();
+  ContextOptions co;
+  co.max_batch = 3;
+  auto ctx = Context::create(model, co);
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  Tensor x = random_x(3, model->config(), 1);
+  auto ps3 = model->encode_prompt({"a shoe", "a shoe", "a shoe"});
+  ASSERT_TRUE(ps3.is_ok());
+  ASSERT_TRUE((*ctx)->denoise(x, fill_t(3, 400.f), *ps3, true).is_ok());
+  std::vector<float> full((*ctx)->eps().f32(), (*ctx)->eps().f32() + (*ctx)->eps().numel());
+  auto ps1 = model->encode_prompt({"a shoe"});
+  Tensor x1 = Tensor::view(x.f32(), {1, x.dim(1), x.dim(2), x.dim(3)});
+  ASSERT_TRUE((*ctx)->denoise(x1, fill_t(1, 400.f), *ps1, true).is_ok());
+  const Tensor e1 = (*ctx)->eps();
+  ASSERT_EQ(e1.dim(0), 1);
+  for (int64_t i = 0; i < e1.numel(); ++i) EXPECT_NEAR(e1.f32()[i], full[i], 1e-5);
+}
+
+TEST_F(ModelTest, NoRefineReturnsBackboneOnly) {
+  auto model = load_tiny();
+  auto ctx = Context::create(model);
+  ASSERT_TRUE(ctx.is_ok());
+  auto ps = model->encode_prompt({"dress"});
+  ASSERT_TRUE((*ctx)->denoise(random_x(1, model->config(), 2), fill_t(1, 10.f), *ps, false).is_ok());
+  const Tensor eps = (*ctx)->eps(), eps_s = (*ctx)->eps_s();
+  for (int64_t i = 0; i < eps.numel(); ++i) ASSERT_EQ(eps.f32()[i], eps_s.f32()[i]);
+  EXPECT_TRUE((*ctx)->r().empty());
+  EXPECT_TRUE((*ctx)->alpha().empty());
+}
+
+TEST_F(ModelTest, BadInputsAreInvalidArgumentNotCrashes) {
+  auto model = load_tiny();
+  ContextOptions co;
+  co.max_batch = 2;
+  auto ctx = Context::create(model, co);
+  ASSERT_TRUE(ctx.is_ok());
+  auto ps2 = model->encode_prompt({"a", "b"});
+  const ModelConfig& cfg = model->config();
+  Status st = (*ctx)->denoise(random_x(3, cfg, 3), fill_t(3, 1.f), *ps2, true);  // B > max
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("B <= 2"), std::string::npos) << st.message();
+  st = (*ctx)->denoise(random_x(2, cfg, 3), fill_t(1, 1.f), *ps2, true);  // t shape
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  auto ps1 = model->encode_prompt({"a"});
+  st = (*ctx)->denoise(random_x(2, cfg, 3), fill_t(2, 1.f), *ps1, true);  // prompt batch
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  Tensor wrong = Tensor::zeros({2, cfg.image.channels, cfg.image.height + 4, cfg.image.width});
+  EXPECT_FALSE((*ctx)->denoise(wrong, fill_t(2, 1.f), *ps2, true).is_ok());
+  co.height = 30;  // not a multiple of the patch / refiner stride
+  EXPECT_EQ(Context::create(model, co).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_FALSE(model->encode_prompt({}).is_ok());
+  auto missing = Model::load("/nonexistent/dir");
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/dir"), std::string::npos);
+}
+
+TEST_F(ModelTest, DenoiseDoesNotGrowTheHeap) {
+  auto model = load_tiny();
+  ContextOptions co;
+  co.max_batch = 2;
+  auto ctx = Context::create(model, co);
+  ASSERT_TRUE(ctx.is_ok());
+  auto ps = model->encode_prompt({"a", "b"});
+  Tensor x = random_x(2, model->config(), 4), t = fill_t(2, 321.f);
+  for (int i = 0; i < 2; ++i)  // per-thread runtime state (OpenMP, oneDNN streams) settles
+    ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
+  const size_t before = mallinfo2().uordblks;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
+    EXPECT_EQ(mallinfo2().uordblks, before) << "after call " << i;
+  }
+  EXPECT_GT((*ctx)->workspace_bytes(), 0u);
+}
+
+TEST_F(ModelTest, TwoContextsShareOneModelAcrossThreads) {
+  auto model = load_tiny();
+  auto ps = model->encode_prompt({"boot"});
+  Tensor x = random_x(1, model->config(), 5);
+  std::vector<float> out[2];
+  auto run = [&](int i) {
+    auto ctx = Context::create(model);
+    ASSERT_TRUE(ctx.is_ok());
+    ASSERT_TRUE((*ctx)->denoise(x, fill_t(1, 77.f), *ps, true).is_ok());
+    out[i].assign((*ctx)->eps().f32(), (*ctx)->eps().f32() + (*ctx)->eps().numel());
+  };
+  std::thread a(run, 0), b(run, 1);
+  a.join();
+  b.join();
+  ASSERT_EQ(out[0].size(), out[1].size());
+  for (size_t i = 0; i < out[0].size(); ++i) EXPECT_EQ(out[0][i], out[1][i]);
+}
+
+TEST_F(ModelTest, InfoReportsConvertedDtypes) {
+  auto model = load_tiny();  // tiny-demo weights are F16 in the fixture
+  EXPECT_GT(model->info().parameters, 0);
+  EXPECT_EQ(model->info().backend, "cpu");
+  EXPECT_NE(model->info().weight_dtypes.find("F16"), std::string::npos) << model->info().weight_dtypes;
+  EXPECT_FALSE(model->info().notes.empty());
+}
+
+}  // namespace
+}  // namespace duet
