@@ -116,10 +116,12 @@ std::unique_ptr<ImageEngine> make_fake_engine(const FakeEngineOptions& opts = {}
 
 // The real pipeline (generate()) over a Denoiser. Compatible requests run in lockstep: each runs
 // its own sampler loop (own seed, noise, guidance) in its own thread and their denoiser calls are
-// merged into one batched Denoiser::denoise call per step.
+// merged into one batched Denoiser::denoise call per step, made on the engine thread (every call
+// into the Denoiser happens on the thread that calls run_batch).
 struct PipelineEngineOptions {
   int64_t prompt_cache_bytes = 64 << 20;
   int64_t bytes_per_prompt_row = 16384;  // estimated size of one encoded text (cache accounting)
+  int threads = 0;  // OpenMP threads for the model on the engine thread (0 = runtime default)
 };
 std::unique_ptr<ImageEngine> make_pipeline_engine(std::unique_ptr<Denoiser> model,
                                                   const PipelineEngineOptions& opts = {});

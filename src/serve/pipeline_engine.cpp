@@ -5,6 +5,8 @@
 // Denoiser::denoise over all their rows (prompts concatenated in the same row order). A
 // request's rows therefore see exactly the inputs they would see alone; its images are identical
 // whenever the model's per-row output does not depend on the other rows of the batch.
+#include <omp.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
@@ -58,7 +60,7 @@ class Lockstep {
     s.x = x, s.t = t, s.batch = batch, s.h = h, s.w = w, s.refine = refine, s.out = out;
     s.submitted = true;
     const uint64_t my_round = round_;
-    maybe_run_round();
+    exec_cv_.notify_one();
     cv_.wait(lock, [&] { return round_ != my_round; });
     return s.status;
   }
@@ -68,7 +70,18 @@ class Lockstep {
     std::unique_lock<std::mutex> lock(mu_);
     slots_[i].done = true;
     --active_;
-    maybe_run_round();
+    exec_cv_.notify_one();
+  }
+
+  // The executor: runs every real model call on the calling thread (the engine thread) until
+  // all participants have finished. The model runtime is used from this one thread only.
+  void execute() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      exec_cv_.wait(lock, [&] { return active_ == 0 || round_ready(); });
+      if (active_ == 0) return;
+      run_round();
+    }
   }
 
  private:
@@ -83,12 +96,15 @@ class Lockstep {
     Status status;
   };
 
-  // Called with mu_ held. Runs the round once every active participant has submitted; the
-  // others are blocked in cv_.wait meanwhile, so the slots cannot change under us.
-  void maybe_run_round() {
+  bool round_ready() const {
     int submitted = 0;
     for (const Slot& s : slots_) submitted += s.submitted ? 1 : 0;
-    if (submitted == 0 || submitted < active_) return;
+    return submitted > 0 && submitted >= active_;
+  }
+
+  // Called with mu_ held once every active participant has submitted; they are all blocked in
+  // cv_.wait meanwhile, so the slots cannot change under us.
+  void run_round() {
     std::vector<bool> handled(slots_.size(), false);
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (!slots_[i].submitted || handled[i]) continue;
@@ -172,7 +188,7 @@ class Lockstep {
   serve::PromptCache& cache_;
   int64_t bytes_per_row_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_, exec_cv_;
   std::vector<Slot> slots_;
   int active_;
   uint64_t round_ = 0;
@@ -268,13 +284,11 @@ class PipelineEngine : public ImageEngine {
         out[i] = internal_error(std::string("generation failed: ") + e.what());
       }
     };
-    if (n == 1) {
-      body(0);
-    } else {
-      std::vector<std::thread> threads;
-      for (int i = 0; i < n; ++i) threads.emplace_back(body, i);
-      for (auto& t : threads) t.join();
-    }
+    if (opts_.threads > 0) omp_set_num_threads(opts_.threads);  // this thread runs the model
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) threads.emplace_back(body, i);
+    ls.execute();
+    for (auto& t : threads) t.join();
     return out;
   }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 
@@ -170,6 +171,39 @@ TEST(ServeBatching, ValidationUsesThePipelineRules) {
   EXPECT_FALSE(engine->validate(bad).is_ok());
   EXPECT_NE(engine->batch_key(req("a", 1, 4, 1)), engine->batch_key(bad));
   EXPECT_EQ(engine->batch_key(req("a", 1, 4, 1)), engine->batch_key(req("b", 2, 9, 3)));
+}
+
+
+// The same with the real model (tests/fixtures/tiny-demo): the model's rows must not depend on
+// the other rows of the batch for batching to be invisible.
+TEST(ServeBatching, RealModelBatchedImagesEqualSoloImages) {
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
+  auto model = load_denoiser(dir, 2);
+  if (!model.is_ok()) GTEST_SKIP() << model.status().to_string();
+  auto engine = make_pipeline_engine(std::move(model).value());
+  const EngineInfo& info = engine->info();
+  std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a sneaker", 77, 1.0f, 1),
+                                    req("a bag", 5, 7.5f, 1)};
+  for (auto& r : reqs) {
+    r.width = info.width;
+    r.height = info.height;
+    r.steps = 4;
+  }
+  std::vector<std::vector<float>> solo;
+  for (const auto& r : reqs) {
+    auto out = run(*engine, {r});
+    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
+    solo.push_back(out[0]->pixels);
+  }
+  auto together = run(*engine, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(together[i].is_ok()) << together[i].status().to_string();
+    float max_diff = 0;
+    for (size_t k = 0; k < solo[i].size(); ++k)
+      max_diff = std::max(max_diff, std::abs(together[i]->pixels[k] - solo[i][k]));
+    EXPECT_EQ(max_diff, 0.0f) << "request " << i << ": batched vs solo max |diff|";
+  }
 }
 
 }  // namespace

@@ -80,6 +80,7 @@ int run_serve(const ServeArgs& a) {
     }
     duet::PipelineEngineOptions po;
     po.prompt_cache_bytes = static_cast<int64_t>(a.prompt_cache_mb * 1048576.0);
+    po.threads = a.threads;
     if (auto cfg = duet::load_config(a.model + "/config.json"); cfg.is_ok()) {
       // One encoded text: tokens x (text width + per-layer K/V for the backbone's cross-attention).
       po.bytes_per_prompt_row = cfg->text.max_length *
