@@ -36,13 +36,15 @@ void Workspace::release(size_t mark) {
   while (!blocks_.empty() && blocks_.back().offset >= mark) blocks_.pop_back();
 }
 
-void Workspace::commit() {
+bool Workspace::commit() {
   blocks_.clear();
   capacity_ = peak_ > 0 ? peak_ : 64;
   void* p = std::aligned_alloc(64, capacity_);
+  if (!p) return false;  // caller reports kResourceExhausted; the workspace stays uncommitted
   base_ = std::unique_ptr<float, void (*)(void*)>(static_cast<float*>(p), std::free);
   offset_ = 0;
   committed_ = true;
+  return true;
 }
 
 }  // namespace duet

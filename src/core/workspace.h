@@ -25,7 +25,8 @@ class Workspace {
   size_t mark() const { return offset_; }
   void release(size_t mark);
   // Switches from measuring to the committed single block (size = measured peak).
-  void commit();
+  // Returns false (and stays in measuring mode) if the block cannot be allocated.
+  [[nodiscard]] bool commit();
   bool committed() const { return committed_; }
   size_t capacity_bytes() const { return capacity_; }
   size_t peak_bytes() const { return peak_; }

@@ -78,7 +78,10 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   DUET_ASSIGN_OR_RETURN(PromptState ps, s.model->encode_prompt(std::vector<std::string>(B, "")));
   Tensor x = Tensor::zeros({B, C, s.H, s.W}), t = Tensor::zeros({B});
   DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
-  s.ws.commit();
+  if (!s.ws.commit())
+    return resource_exhausted("Context::create: cannot allocate " + std::to_string(s.ws.peak_bytes()) +
+                              " bytes of workspace for batch " + std::to_string(B) + " at " +
+                              std::to_string(s.H) + "x" + std::to_string(s.W));
   s.last_b = 0;
   return ctx;
 }
