@@ -78,10 +78,17 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   DUET_ASSIGN_OR_RETURN(PromptState ps, s.model->encode_prompt(std::vector<std::string>(B, "")));
   Tensor x = Tensor::zeros({B, C, s.H, s.W}), t = Tensor::zeros({B});
   DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
-  if (!s.ws.commit())
-    return resource_exhausted("Context::create: cannot allocate " + std::to_string(s.ws.peak_bytes()) +
-                              " bytes of workspace for batch " + std::to_string(B) + " at " +
-                              std::to_string(s.H) + "x" + std::to_string(s.W));
+  if (!s.ws.commit()) {
+    std::string msg = "Context::create: cannot allocate ";
+    msg += std::to_string(s.ws.peak_bytes());
+    msg += " bytes of workspace for batch ";
+    msg += std::to_string(B);
+    msg += " at ";
+    msg += std::to_string(s.H);
+    msg += "x";
+    msg += std::to_string(s.W);
+    return resource_exhausted(msg);
+  }
   s.last_b = 0;
   return ctx;
 }
