@@ -1,0 +1,343 @@
+// duet bench — in-process per-stage timings of the cpu engine.
+//
+//   duet bench --model DIR [--batch 2] [--reps 5] [--threads 2] [--steps 20] [--gen-reps 3]
+//              [--inputs IN.safetensors] [--eps-out EPS.safetensors] [--no-gemm] [--json]
+//
+// Stages (each: one warm-up, then --reps timed runs; median / min / max):
+//   prompt_encode      Model::encode_prompt of B texts (text encoder + every block's K/V + sem gate)
+//   denoise_no_refine  Context::denoise(refine = false)   (x [B, C, H, W], t [B])
+//   denoise_refine     Context::denoise(refine = true)
+//   backbone_gemm.*    the backbone's token GEMMs in isolation (cpu backend linear, M = B·N)
+//   generate           a full pipeline generate(): --steps dpmpp_2m, cfg 4 (model batch B = 2n,
+//                      n = max(1, B/2)), the config's refine schedule; --steps 0 skips it
+// FLOPs are analytic (src/bench/flops.h); % of peak is against a measured AVX-512 FMA loop on the
+// same thread count (src/bench/peak.h). The heap check reads mallinfo2 before and after the timed
+// denoise loop (after the warm-up): in-use bytes and bytes obtained from the system.
+// --inputs: the file bench/torch_peer.py writes (tensor x, metadata prompt and t), so both engines
+// see the same inputs; --eps-out writes eps_s, eps_d, eps of one refine=true evaluation.
+#include <malloc.h>
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/backend.h"
+#include "bench/flops.h"
+#include "bench/peak.h"
+#include "command.h"
+#include "duet/model.h"
+#include "duet/pipeline.h"
+#include "duet/safetensors.h"
+
+namespace {
+
+using namespace duet;
+using Clock = std::chrono::steady_clock;
+
+struct BenchArgs {
+  std::string model, inputs, eps_out;
+  int batch = 2, reps = 5, threads = 2, steps = 20, gen_reps = 3;
+  bool json = false, no_gemm = false;
+  double peak_seconds = 0.3;
+};
+
+struct Stat {
+  std::string name;
+  std::vector<double> ms;
+  double flops = 0;  // per run
+  double median() const {
+    std::vector<double> v = ms;
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n == 0 ? 0 : (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]));
+  }
+  double min() const { return ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end()); }
+  double max() const { return ms.empty() ? 0 : *std::max_element(ms.begin(), ms.end()); }
+  double gflops() const { return flops > 0 && median() > 0 ? flops / (median() * 1e-3) * 1e-9 : 0; }
+};
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+template <class F>
+Status time_stage(Stat* st, int reps, F&& fn) {
+  DUET_RETURN_IF_ERROR(fn());  // warm-up
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = Clock::now();
+    DUET_RETURN_IF_ERROR(fn());
+    st->ms.push_back(ms_since(t0));
+  }
+  return Status::ok();
+}
+
+struct HeapSnap {
+  size_t in_use = 0, from_system = 0;
+};
+HeapSnap heap_snap() {
+  const struct mallinfo2 mi = mallinfo2();
+  return {mi.uordblks + mi.hblkhd, mi.arena + mi.hblkhd};
+}
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+}
+
+Status run_bench(const BenchArgs& a) {
+  if (a.threads > 0) omp_set_num_threads(a.threads);
+  const int threads = omp_get_max_threads();
+  nlohmann::json out;
+  out["engine"] = "duet";
+  out["threads"] = threads;
+
+  // ---- FMA peak (before the model is loaded: nothing else running) ----
+  const bench::FmaPeak peak = bench::measure_fma_peak(threads, a.peak_seconds);
+  out["fma_peak"] = {{"isa", peak.isa}, {"ok", peak.ok}, {"gflops_1t", peak.gflops_1t},
+                     {"gflops_nt", peak.gflops_nt}, {"threads", peak.threads}};
+
+  auto t_load = Clock::now();
+  DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(a.model));
+  out["load_ms"] = ms_since(t_load);
+  const ModelConfig& cfg = model->config();
+  out["model"] = cfg.name;
+  out["parameters"] = model->info().parameters;
+
+  // ---- inputs ----
+  std::string prompt = "a photo of a sneaker";
+  float tval = 500.5f;
+  int64_t B = a.batch;
+  const int64_t C = cfg.image.channels, H = cfg.image.height, W = cfg.image.width;
+  Tensor x;
+  if (!a.inputs.empty()) {
+    DUET_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::open(a.inputs));
+    DUET_ASSIGN_OR_RETURN(x, f.load_f32("x"));
+    if (x.rank() != 4 || x.dim(1) != C || x.dim(2) != H || x.dim(3) != W)
+      return invalid_argument(a.inputs + ": x must be [B, " + std::to_string(C) + ", " +
+                              std::to_string(H) + ", " + std::to_string(W) + "], got " +
+                              shape_string(x.shape()));
+    B = x.dim(0);
+    const auto& md = f.metadata();
+    if (auto it = md.find("prompt"); it != md.end()) prompt = it->second;
+    if (auto it = md.find("t"); it != md.end()) tval = std::stof(it->second);
+  } else {
+    x = Tensor::zeros({B, C, H, W});
+    std::mt19937 rng(1);
+    std::normal_distribution<float> nd;
+    for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = nd(rng);
+  }
+  Tensor t = Tensor::zeros({B});
+  for (int64_t i = 0; i < B; ++i) t.f32()[i] = tval;
+  out["batch"] = B;
+  out["prompt"] = prompt;
+  out["t"] = tval;
+  const bench::FlopCount fc = bench::count_flops(cfg, B, H, W);
+
+  std::vector<Stat> stats;
+  const std::vector<std::string> texts(static_cast<size_t>(B), prompt);
+
+  // ---- prompt encode ----
+  Stat enc{"prompt_encode", {}, fc.prompt_encode()};
+  DUET_RETURN_IF_ERROR(time_stage(&enc, a.reps, [&]() -> Status {
+    DUET_ASSIGN_OR_RETURN(PromptState ps, model->encode_prompt(texts));
+    (void)ps;
+    return Status::ok();
+  }));
+  stats.push_back(enc);
+  DUET_ASSIGN_OR_RETURN(PromptState ps, model->encode_prompt(texts));
+
+  // ---- denoise ----
+  ContextOptions co;
+  co.max_batch = B;
+  DUET_ASSIGN_OR_RETURN(std::unique_ptr<Context> ctx, Context::create(model, co));
+  const size_t workspace_bytes = ctx->workspace_bytes();
+  out["workspace_bytes"] = workspace_bytes;
+  // warm-up of both paths (twice: lazily created backend state settles) before the heap snapshot
+  for (int i = 0; i < 2; ++i) {
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, false));
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
+  }
+  Stat dn{"denoise_no_refine", {}, fc.denoise_no_refine()};
+  Stat dr{"denoise_refine", {}, fc.denoise_refine()};
+  dn.ms.reserve(static_cast<size_t>(a.reps));  // the timing vectors must not allocate in the loop
+  dr.ms.reserve(static_cast<size_t>(a.reps));
+  const HeapSnap h0 = heap_snap();
+  for (int i = 0; i < a.reps; ++i) {
+    auto t0 = Clock::now();
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, false));
+    dn.ms.push_back(ms_since(t0));
+  }
+  for (int i = 0; i < a.reps; ++i) {
+    auto t0 = Clock::now();
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
+    dr.ms.push_back(ms_since(t0));
+  }
+  const HeapSnap h1 = heap_snap();
+  stats.push_back(dn);
+  stats.push_back(dr);
+  out["heap_step_loop"] = {
+      {"in_use_before", h0.in_use}, {"in_use_after", h1.in_use},
+      {"from_system_before", h0.from_system}, {"from_system_after", h1.from_system},
+      {"grew", h1.in_use > h0.in_use || h1.from_system > h0.from_system}};
+  // refiner share, derived
+  out["refiner_extra_ms"] = dr.median() - dn.median();
+
+  if (!a.eps_out.empty()) {
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
+    DUET_RETURN_IF_ERROR(write_safetensors(
+        a.eps_out, {{"eps_s", ctx->eps_s()}, {"eps_d", ctx->eps_d()}, {"eps", ctx->eps()}},
+        {{"prompt", prompt}, {"engine", "duet"}}));
+  }
+
+  // ---- backbone GEMMs in isolation (the cpu backend's linear on the backbone's shapes) ----
+  if (!a.no_gemm && model->backend_kind() == BackendKind::kCpu) {
+    const Backend& be = cpu_backend();
+    const int64_t D = cfg.backbone.width, R = cfg.backbone.mlp_ratio;
+    const int64_t M = B * cfg.tokens();
+    struct Shape3 {
+      const char* name;
+      int64_t out, in;
+      Activation act;
+    };
+    const Shape3 shapes[] = {{"qkv", 3 * D, D, Activation::kNone},
+                             {"proj", D, D, Activation::kNone},
+                             {"mlp_fc1", R * D, D, Activation::kGeluTanh},
+                             {"mlp_fc2", D, R * D, Activation::kNone}};
+    std::mt19937 rng(2);
+    std::uniform_real_distribution<float> ud(-0.05f, 0.05f);
+    double total_flops = 0, total_ms = 0;
+    nlohmann::json gj = nlohmann::json::object();
+    for (const Shape3& s : shapes) {
+      std::vector<float> w(static_cast<size_t>(s.out * s.in)), bias(static_cast<size_t>(s.out));
+      for (float& v : w) v = ud(rng);
+      for (float& v : bias) v = ud(rng);
+      std::vector<float> xin(static_cast<size_t>(M * s.in)), y(static_cast<size_t>(M * s.out));
+      for (float& v : xin) v = ud(rng);
+      DUET_ASSIGN_OR_RETURN(std::unique_ptr<PreparedLinear> op,
+                            be.prepare_linear(w.data(), bias.data(), s.out, s.in, s.act));
+      Stat g{std::string("backbone_gemm.") + s.name, {}, 2.0 * M * s.out * s.in};
+      const int inner = 5;  // several calls per sample: single calls are short at demo scale
+      g.flops *= inner;
+      DUET_RETURN_IF_ERROR(time_stage(&g, a.reps, [&]() -> Status {
+        for (int k = 0; k < inner; ++k) be.linear(*op, xin.data(), M, y.data());
+        return Status::ok();
+      }));
+      // weight by how often the shape occurs per block (cross q and proj share the D×D shape)
+      const double per_block = std::string(s.name) == "proj" ? 3.0 : 1.0;
+      total_flops += per_block * g.flops;
+      total_ms += per_block * g.median();
+      gj[s.name] = {{"m", M}, {"n", s.out}, {"k", s.in}, {"median_ms_per_call", g.median() / inner},
+                    {"gflops", g.gflops()},
+                    {"pct_peak", peak.ok ? 100.0 * g.gflops() / peak.gflops_nt : 0.0}};
+      stats.push_back(g);
+    }
+    const double agg = total_flops / (total_ms * 1e-3) * 1e-9;
+    gj["aggregate_gflops"] = agg;
+    gj["aggregate_pct_peak"] = peak.ok ? 100.0 * agg / peak.gflops_nt : 0.0;
+    out["backbone_gemm"] = gj;
+  }
+
+  // ---- full generate ----
+  if (a.steps > 0 && a.gen_reps > 0) {
+    ctx.reset();
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den, load_denoiser(a.model, threads));
+    GenerateParams gp;
+    gp.n = static_cast<int>(std::max<int64_t>(1, B / 2));
+    gp.prompts = {prompt};
+    gp.steps = a.steps;
+    gp.sampler = "dpmpp_2m";
+    gp.cfg_scale = 4.0f;
+    gp.seed = 0;
+    Stat g{"generate", {}, 0};
+    GenerateResult last;
+    DUET_RETURN_IF_ERROR(time_stage(&g, a.gen_reps, [&]() -> Status {
+      DUET_ASSIGN_OR_RETURN(last, generate(*den, gp));
+      return Status::ok();
+    }));
+    // FLOPs of the schedule: prompt encoding of 2n texts + every call (refined or not)
+    const bench::FlopCount gfc = bench::count_flops(cfg, last.batch, H, W);
+    g.flops = gfc.prompt_encode() +
+              (last.model_evaluations - last.refiner_evaluations) * gfc.denoise_no_refine() +
+              last.refiner_evaluations * gfc.denoise_refine();
+    out["generate_info"] = {{"steps", a.steps}, {"n", gp.n}, {"model_batch", last.batch},
+                            {"model_evaluations", last.model_evaluations},
+                            {"refiner_evaluations", last.refiner_evaluations},
+                            {"cfg_scale", gp.cfg_scale}, {"sampler", gp.sampler}};
+    stats.push_back(g);
+  }
+
+  out["peak_rss_mib"] = peak_rss_mib();
+  out["flops"] = {{"text_encoder", fc.text_encoder}, {"prompt_kv", fc.prompt_kv},
+                  {"cond", fc.cond}, {"backbone_gemm", fc.backbone_gemm},
+                  {"backbone_attn", fc.backbone_attn}, {"backbone_other", fc.backbone_other},
+                  {"refiner", fc.refiner}, {"gate", fc.gate}};
+  nlohmann::json sj = nlohmann::json::object();
+  for (const Stat& s : stats) {
+    sj[s.name] = {{"median_ms", s.median()}, {"min_ms", s.min()}, {"max_ms", s.max()},
+                  {"reps", s.ms.size()}, {"gflop", s.flops * 1e-9}, {"gflops", s.gflops()},
+                  {"pct_peak", peak.ok && s.flops > 0 ? 100.0 * s.gflops() / peak.gflops_nt : 0.0}};
+  }
+  out["stages"] = sj;
+
+  if (a.json) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return Status::ok();
+  }
+  std::printf("duet bench: %s (%lld params), batch %lld, %d threads, prompt \"%s\", t %.2f\n",
+              cfg.name.c_str(), static_cast<long long>(model->info().parameters),
+              static_cast<long long>(B), threads, prompt.c_str(), tval);
+  std::printf("FMA peak (%s): %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads\n", peak.isa,
+              peak.gflops_1t, peak.gflops_nt, peak.threads);
+  std::printf("%-26s %10s %10s %10s %9s %9s %7s\n", "stage", "median ms", "min ms", "max ms",
+              "GFLOP", "GFLOP/s", "%peak");
+  for (const Stat& s : stats) {
+    std::printf("%-26s %10.3f %10.3f %10.3f %9.3f %9.1f %6.1f%%\n", s.name.c_str(), s.median(),
+                s.min(), s.max(), s.flops * 1e-9, s.gflops(),
+                peak.ok && s.flops > 0 ? 100.0 * s.gflops() / peak.gflops_nt : 0.0);
+  }
+  if (out.contains("backbone_gemm"))
+    std::printf("backbone GEMMs (weighted per block): %.1f GFLOP/s = %.1f%% of peak\n",
+                out["backbone_gemm"]["aggregate_gflops"].get<double>(),
+                out["backbone_gemm"]["aggregate_pct_peak"].get<double>());
+  std::printf("heap during the step loop: in use %zu -> %zu bytes, from system %zu -> %zu (%s)\n",
+              h0.in_use, h1.in_use, h0.from_system, h1.from_system,
+              out["heap_step_loop"]["grew"].get<bool>() ? "GREW" : "no growth");
+  std::printf("peak RSS %.1f MiB, workspace %zu bytes\n", peak_rss_mib(), workspace_bytes);
+  return Status::ok();
+}
+
+duet::cli::CommandRegistrar registrar(
+    "bench", "Time prompt encoding, denoise (with/without refiner), GEMMs and generate in-process",
+    [](CLI::App& sub) -> std::function<int()> {
+      auto a = std::make_shared<BenchArgs>();
+      sub.add_option("--model", a->model, "model directory (config.json + model.safetensors)")->required();
+      sub.add_option("--batch", a->batch, "model batch B (ignored with --inputs)")->check(CLI::Range(1, 64));
+      sub.add_option("--reps", a->reps, "timed repetitions per stage")->check(CLI::Range(1, 1000));
+      sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")->check(CLI::NonNegativeNumber);
+      sub.add_option("--steps", a->steps, "generate: dpmpp_2m steps (0 = skip generate)")->check(CLI::Range(0, 1000));
+      sub.add_option("--gen-reps", a->gen_reps, "generate: timed repetitions")->check(CLI::Range(0, 100));
+      sub.add_option("--inputs", a->inputs, "x / prompt / t from bench/torch_peer.py's inputs file");
+      sub.add_option("--eps-out", a->eps_out, "write eps_s, eps_d, eps (refine = true) here");
+      sub.add_option("--peak-seconds", a->peak_seconds, "FMA peak: seconds per trial");
+      sub.add_flag("--no-gemm", a->no_gemm, "skip the isolated backbone GEMM timings");
+      sub.add_flag("--json", a->json, "print JSON instead of a table");
+      return [a]() {
+        Status st = run_bench(*a);
+        if (!st.is_ok()) {
+          std::fprintf(stderr, "duet bench: %s\n", st.to_string().c_str());
+          return 1;
+        }
+        return 0;
+      };
+    });
+
+}  // namespace
