@@ -212,10 +212,14 @@ Result<SafetensorsFile> parse_safetensors(const uint8_t* data, size_t size, std:
   }
 
   // The tensors, sorted by offset, must tile [0, data_size) exactly.
-  std::stable_sort(out.tensors_.begin(), out.tensors_.end(),
-                   [](const TensorEntry& a, const TensorEntry& b) {
-                     return a.begin != b.begin ? a.begin < b.begin : a.nbytes < b.nbytes;
-                   });
+  // std::sort with a total order (names are unique): deterministic without std::stable_sort,
+  // whose temporary buffer trips an ASan alloc/dealloc-mismatch false positive in libstdc++ 12.
+  std::sort(out.tensors_.begin(), out.tensors_.end(),
+            [](const TensorEntry& a, const TensorEntry& b) {
+              if (a.begin != b.begin) return a.begin < b.begin;
+              if (a.nbytes != b.nbytes) return a.nbytes < b.nbytes;
+              return a.name < b.name;
+            });
   uint64_t expected = 0;
   const TensorEntry* prev = nullptr;
   for (const TensorEntry& e : out.tensors_) {
