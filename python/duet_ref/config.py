@@ -57,6 +57,9 @@ def validate(cfg: dict) -> dict:
                       ("diffusion", "num_train_timesteps")]:
         _pos_int(cfg, sect, key)
     t, b, r = cfg["text"], cfg["backbone"], cfg["refiner"]
+    for sect, key, v in (("text", "layers", t["layers"]), ("backbone", "depth", b["depth"])):
+        if v > 1024:
+            raise ConfigError(f"config field {sect}.{key}: must be <= 1024, got {v}")
     if t["tokenizer"] != "byte":
         raise ConfigError(f"config field text.tokenizer: only 'byte' is supported, got {t['tokenizer']!r}")
     if t["vocab_size"] != 259:

@@ -40,7 +40,7 @@ bool get_int(const json& j, const char* key, int64_t lo, int64_t hi, int64_t* ou
   }
   if (it->is_number_float()) v = it->get<double>();
   if (!it->is_number() || !std::isfinite(v) || v != std::floor(v) || v < static_cast<double>(lo) ||
-      v > static_cast<double>(hi)) {
+      v > static_cast<double>(hi) || v >= 0x1p63 || v < -0x1p63) {  // (double)INT64_MAX == 2^63
     *err = bad(key, std::string("'") + key + "' must be an integer in [" + std::to_string(lo) +
                         ", " + std::to_string(hi) + "], got " + it->dump());
     return false;

@@ -356,8 +356,8 @@ TEST(HardeningPng, MalformedParametersChunkInPngInfo) {
 // start-up) first materializes expected_tensors(cfg): ~13 tensors per block x 2^24 blocks, tens of
 // GB of names and shapes -> std::bad_alloc / OOM kill instead of an error naming the field. The
 // fix belongs in src/io/config.cpp (a structural cap, e.g. depth, layers <= 1024) or
-// src/io/checkpoint.cpp (compare counts before building the table). Not run here: it would OOM.
-TEST(HardeningConfig, DISABLED_ReproHugeDepthIsAccepted) {
+// src/io/checkpoint.cpp (compare counts before building the table). Fixed: depth/layers <= 1024.
+TEST(HardeningConfig, ReproHugeDepthIsAccepted) {
   for (const char* j : {R"({"backbone": {"depth": 16777216}})", R"({"text": {"layers": 16777216}})"}) {
     auto r = duet::parse_config(j, "c.json");
     EXPECT_FALSE(r.is_ok()) << j << " accepted: checking any checkpoint against it needs ~"

@@ -183,8 +183,8 @@ TEST(HardeningServe, BoundaryValuesAreAccepted) {
 // `v > hi` range check (hi = INT64_MAX rounds up to 2^63 as a double) and static_cast<int64_t>(v)
 // is undefined behaviour. On x86 it yields INT64_MIN, so the request silently gets a *random*
 // seed instead of a 400. GCC's -fsanitize=undefined does not include float-cast-overflow, so the
-// ASan/UBSan ctest run does not see it. Disabled until get_int() is fixed.
-TEST(HardeningServe, DISABLED_ReproFloatSeedTwoToThe63) {
+// ASan/UBSan ctest run does not see it. Fixed in get_int() (rejects v >= 2^63).
+TEST(HardeningServe, ReproFloatSeedTwoToThe63) {
   for (const char* body : {R"({"prompt":"x","seed":9223372036854775808.0})",
                            R"({"prompt":"x","seed":1e19})"}) {
     auto r = parse(body);
