@@ -36,7 +36,8 @@ using Edit = std::function<void(std::vector<std::pair<std::string, Tensor>>&)>;
 std::string write_checkpoint(const TempDir& dir, const ModelConfig& cfg, const Edit& edit = {},
                              DType dtype = DType::kF32) {
   std::vector<std::pair<std::string, Tensor>> ts;
-  for (const auto& e : duet::expected_tensors(cfg)) ts.emplace_back(e.name, Tensor::zeros(e.shape, dtype));
+  for (const auto& e : duet::expected_tensors(cfg))
+    ts.emplace_back(e.name, Tensor::zeros(e.shape, dtype));
   if (edit) edit(ts);
   const std::string path = dir.file("model.safetensors");
   EXPECT_TRUE(duet::write_safetensors(path, ts).is_ok());
@@ -185,14 +186,15 @@ TEST(Checkpoint, ExtraWrongShapeWrongDtypeAndCounts) {
   ASSERT_FALSE(s.is_ok());
   const std::string& m = s.message();
   for (const std::string& sub : std::vector<std::string>{
-           path + ": checkpoint does not match the config: 12 missing, 2 unexpected, 1 wrong shape, "
+           path +
+               ": checkpoint does not match the config: 12 missing, 2 unexpected, 1 wrong shape, "
                "1 wrong dtype",
-        path + ": missing tensor 'text.blocks.0.ln1.weight' (expected [16] F32)",
-        std::string("... and 7 more like this"),
-        path + ": unexpected tensor 'backbone.blocks.7.ada.weight' [3] F32",
-        "unexpected tensor 'ema.step' [1] I64",
-        path + ": tensor 'gate.mlp.fc1.weight': shape [8, 255] but the config needs [8, 256]",
-        path + ": tensor 'text.pos_emb': dtype I32; weights must be F32, F16 or BF16"})
+           path + ": missing tensor 'text.blocks.0.ln1.weight' (expected [16] F32)",
+           std::string("... and 7 more like this"),
+           path + ": unexpected tensor 'backbone.blocks.7.ada.weight' [3] F32",
+           "unexpected tensor 'ema.step' [1] I64",
+           path + ": tensor 'gate.mlp.fc1.weight': shape [8, 255] but the config needs [8, 256]",
+           path + ": tensor 'text.pos_emb': dtype I32; weights must be F32, F16 or BF16"})
     EXPECT_NE(m.find(sub), std::string::npos) << "expected '" << sub << "' in:\n" << m;
 }
 

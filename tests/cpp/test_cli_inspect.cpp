@@ -88,8 +88,9 @@ TEST(CliInspect, MissingTensorAndNaN) {
   ASSERT_TRUE(duet::write_safetensors(dir.file("model.safetensors"), ts).is_ok());
   const auto r = inspect(dir.path(), "--check -q");
   EXPECT_EQ(r.exit_code, 1);
-  expect_contains(r.err, "model.safetensors: missing tensor 'refiner.mid.t_mix.weight' (expected "
-                         "[24, 29, 1, 1] F32)");
+  expect_contains(r.err,
+                  "model.safetensors: missing tensor 'refiner.mid.t_mix.weight' (expected "
+                  "[24, 29, 1, 1] F32)");
   expect_contains(r.err, "tensor 'backbone.final.linear.bias' has 1 non-finite values");
   expect_contains(r.err, "tensor 'gate.mlp.fc2.weight' has 1 non-finite values");
   expect_contains(r.err, "2 tensors contain NaN/Inf");
@@ -108,8 +109,9 @@ TEST(CliInspect, PythonRandomExport) {
     GTEST_SKIP() << "python3 with torch and duet_ref.export unavailable; cannot create a random "
                     "checkpoint";
   TempDir dir;
-  const auto e = run_command(py + " -m duet_ref.export --random --config " DUET_SOURCE_DIR
-                                  "/configs/fashion-duet.json --seed 0 --out " +
+  const auto e = run_command(py +
+                             " -m duet_ref.export --random --config " DUET_SOURCE_DIR
+                             "/configs/fashion-duet.json --seed 0 --out " +
                              shell_quote(dir.path()));
   ASSERT_EQ(e.exit_code, 0) << e.err;
   const auto r = inspect(dir.path(), "--check");

@@ -76,7 +76,8 @@ TEST(Config, NestedMergeKeepsUnmentionedDefaults) {
 }
 
 TEST(Config, UnknownFieldsAreListedNotRejected) {
-  auto c = duet::parse_config(R"({"backbone": {"hieght": 3}, "extra": 1, "text": {"bos_id": 256}})");
+  auto c =
+      duet::parse_config(R"({"backbone": {"hieght": 3}, "extra": 1, "text": {"bos_id": 256}})");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c->unknown_fields, (std::vector<std::string>{"backbone.hieght", "extra"}));
 }
@@ -110,8 +111,10 @@ TEST(Config, BadValuesNameFileAndField) {
       {R"({"backbone": {"width": 192.0}})", {"field backbone.width: expected a positive integer"}},
       {R"({"backbone": {"width": true}})", {"field backbone.width: expected a positive integer"}},
       {R"({"backbone": {"width": null}})", {"field backbone.width: expected a positive integer"}},
-      {R"({"backbone": {"width": -4}})", {"field backbone.width: expected a positive integer, got -4"}},
-      {R"({"backbone": {"depth": 0}})", {"field backbone.depth: expected a positive integer, got 0"}},
+      {R"({"backbone": {"width": -4}})",
+       {"field backbone.width: expected a positive integer, got -4"}},
+      {R"({"backbone": {"depth": 0}})",
+       {"field backbone.depth: expected a positive integer, got 0"}},
       {R"({"backbone": {"width": 1099511627776}})", {"field backbone.width", "<= 16777216"}},
       {R"({"backbone": {"width": 18446744073709551615}})", {"field backbone.width"}},
       {R"({"backbone": {"width": 1e30}})", {"field backbone.width"}},
@@ -122,9 +125,11 @@ TEST(Config, BadValuesNameFileAndField) {
       {R"({"text": {"max_length": 1}})", {"field text.max_length: must be >= 2"}},
       {R"({"text": {"heads": 3}})", {"field text.heads: must divide text.width (128 % 3 != 0)"}},
       {R"({"text": {"bos_id": 1}})", {"field text.bos_id"}},
-      {R"({"backbone": {"width": 190, "heads": 5}})", {"field backbone.width: must be a multiple of 4"}},
+      {R"({"backbone": {"width": 190, "heads": 5}})",
+       {"field backbone.width: must be a multiple of 4"}},
       {R"({"backbone": {"patch": 5}})", {"field backbone.patch: must divide image.height"}},
-      {R"({"refiner": {"channel_mult": []}})", {"field refiner.channel_mult: expected a non-empty"}},
+      {R"({"refiner": {"channel_mult": []}})",
+       {"field refiner.channel_mult: expected a non-empty"}},
       {R"({"refiner": {"channel_mult": [1, 0]}})", {"field refiner.channel_mult"}},
       {R"({"refiner": {"channel_mult": [1.5]}})", {"field refiner.channel_mult"}},
       {R"({"refiner": {"channel_mult": "122"}})", {"field refiner.channel_mult"}},
@@ -135,7 +140,8 @@ TEST(Config, BadValuesNameFileAndField) {
       {R"({"refiner": {"groups": 7}})", {"field refiner.groups: must divide every level"}},
       {R"({"refiner": {"carafe": {"scale": 3}}})", {"field refiner.carafe.scale: only 2"}},
       {R"({"refiner": {"carafe": {"k_up": 4}}})", {"field refiner.carafe.k_up: must be odd"}},
-      {R"({"refiner": {"carafe": {"k_enc": 0}}})", {"field refiner.carafe.k_enc: expected a positive"}},
+      {R"({"refiner": {"carafe": {"k_enc": 0}}})",
+       {"field refiner.carafe.k_enc: expected a positive"}},
       {R"({"refiner": {"carafe": {"compress": "x"}}})", {"field refiner.carafe.compress"}},
       {R"({"highpass": {"rho_c": 1.5}})", {"field highpass.rho_c: expected a number in [0, 1]"}},
       {R"({"highpass": {"rho_c": "0.2"}})", {"field highpass.rho_c"}},
@@ -153,7 +159,8 @@ TEST(Config, BadValuesNameFileAndField) {
     const std::string& m = r.status().message();
     EXPECT_EQ(m.rfind("my/config.json: ", 0), 0u) << m;
     for (const auto& sub : c.expect)
-      EXPECT_NE(m.find(sub), std::string::npos) << c.json << "\n  expected '" << sub << "' in: " << m;
+      EXPECT_NE(m.find(sub), std::string::npos)
+          << c.json << "\n  expected '" << sub << "' in: " << m;
   }
 }
 

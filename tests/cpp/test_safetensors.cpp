@@ -37,33 +37,35 @@ std::vector<BadCase> bad_cases() {
   c.push_back({"empty file", "", {"0 bytes", "at least 8"}});
   c.push_back({"shorter than 8", "abc", {"3 bytes", "at least 8"}});
   c.push_back({"header length 0", duet::testing::le64(0) + "{}", {"header length is 0"}});
-  c.push_back({"header length > 100 MiB", duet::testing::le64((100ull << 20) + 1) + "{}",
+  c.push_back({"header length > 100 MiB",
+               duet::testing::le64((100ull << 20) + 1) + "{}",
                {"header length 104857601", "exceeds the limit"}});
-  c.push_back({"header length > file", duet::testing::le64(1000) + "{}",
+  c.push_back({"header length > file",
+               duet::testing::le64(1000) + "{}",
                {"header length 1000", "exceeds the file", "2 bytes follow"}});
   c.push_back({"header length 2^64-1", duet::testing::le64(~0ull) + "{}", {"exceeds the limit"}});
   c.push_back({"truncated JSON", raw_safetensors("{\"a\": ", 0), {"not valid JSON"}});
   c.push_back({"garbage JSON", raw_safetensors("hello!!!", 0), {"not valid JSON"}});
   c.push_back({"invalid UTF-8 in key", raw_safetensors("{\"\xff\xfe\":1}", 0), {"UTF-8"}});
   c.push_back({"overlong UTF-8", raw_safetensors("{\"\xc0\xaf\":1}", 0), {"UTF-8"}});
-  c.push_back({"header is an array", raw_safetensors("[1, 2]", 0),
-               {"must be a JSON object", "array"}});
-  c.push_back({"duplicate tensor key",
-               raw_safetensors("{" + entry(w, "F32", "[1]", "[0,4]") + "," +
-                                   entry(w, "F32", "[1]", "[4,8]") + "}",
-                               8),
-               {"duplicate key '" + w + "'"}});
+  c.push_back(
+      {"header is an array", raw_safetensors("[1, 2]", 0), {"must be a JSON object", "array"}});
+  c.push_back(
+      {"duplicate tensor key",
+       raw_safetensors(
+           "{" + entry(w, "F32", "[1]", "[0,4]") + "," + entry(w, "F32", "[1]", "[4,8]") + "}", 8),
+       {"duplicate key '" + w + "'"}});
   c.push_back({"duplicate key inside entry",
                raw_safetensors("{\"t\":{\"dtype\":\"F32\",\"dtype\":\"F16\",\"shape\":[1],"
                                "\"data_offsets\":[0,4]}}",
                                4),
                {"duplicate key 'dtype'"}});
-  c.push_back({"deep nesting",
-               raw_safetensors("{\"__metadata__\":" + std::string(40, '[') + std::string(40, ']') +
-                                   "}",
-                               0),
-               {"nests deeper"}});
-  c.push_back({"unknown dtype F64", raw_safetensors("{" + entry(w, "F64", "[1]", "[0,8]") + "}", 8),
+  c.push_back(
+      {"deep nesting",
+       raw_safetensors("{\"__metadata__\":" + std::string(40, '[') + std::string(40, ']') + "}", 0),
+       {"nests deeper"}});
+  c.push_back({"unknown dtype F64",
+               raw_safetensors("{" + entry(w, "F64", "[1]", "[0,8]") + "}", 8),
                {"tensor '" + w + "'", "unknown/unsupported dtype 'F64'"}});
   c.push_back({"unknown dtype BOOL",
                raw_safetensors("{" + entry("mask", "BOOL", "[4]", "[0,4]") + "}", 4),
@@ -71,25 +73,31 @@ std::vector<BadCase> bad_cases() {
   c.push_back({"dtype not a string",
                raw_safetensors("{\"t\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4),
                {"tensor 't'", "dtype must be a string"}});
-  c.push_back({"missing shape", raw_safetensors("{\"t\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4),
+  c.push_back({"missing shape",
+               raw_safetensors("{\"t\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4),
                {"tensor 't'", "missing field 'shape'"}});
   c.push_back({"extra field",
                raw_safetensors("{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],"
                                "\"stride\":[1]}}",
                                4),
                {"tensor 't'", "unexpected field 'stride'"}});
-  c.push_back({"entry not an object", raw_safetensors("{\"t\":[1,2]}", 0),
+  c.push_back({"entry not an object",
+               raw_safetensors("{\"t\":[1,2]}", 0),
                {"tensor 't'", "entry must be an object"}});
   c.push_back({"metadata not strings",
                raw_safetensors("{\"__metadata__\":{\"epoch\":3}}", 0),
                {"__metadata__ value 'epoch'", "must be a string"}});
-  c.push_back({"metadata not an object", raw_safetensors("{\"__metadata__\":\"x\"}", 0),
+  c.push_back({"metadata not an object",
+               raw_safetensors("{\"__metadata__\":\"x\"}", 0),
                {"__metadata__ must be an object"}});
-  c.push_back({"begin > end", raw_safetensors("{" + entry(w, "F32", "[1]", "[8,4]") + "}", 8),
+  c.push_back({"begin > end",
+               raw_safetensors("{" + entry(w, "F32", "[1]", "[8,4]") + "}", 8),
                {"tensor '" + w + "'", "data_offsets [8, 4]", "begin > end"}});
-  c.push_back({"negative offset", raw_safetensors("{" + entry("t", "F32", "[1]", "[-4,0]") + "}", 4),
+  c.push_back({"negative offset",
+               raw_safetensors("{" + entry("t", "F32", "[1]", "[-4,0]") + "}", 4),
                {"tensor 't'", "data_offsets[0]", "-4 (negative)"}});
-  c.push_back({"float offset", raw_safetensors("{" + entry("t", "F32", "[1]", "[0,4.0]") + "}", 4),
+  c.push_back({"float offset",
+               raw_safetensors("{" + entry("t", "F32", "[1]", "[0,4.0]") + "}", 4),
                {"tensor 't'", "data_offsets[1]", "not an integer"}});
   c.push_back({"huge offset (1e30)",
                raw_safetensors("{" + entry("t", "F32", "[1]", "[0,1e30]") + "}", 4),
@@ -97,21 +105,28 @@ std::vector<BadCase> bad_cases() {
   c.push_back({"huge offset (2^64-1)",
                raw_safetensors("{" + entry("t", "F32", "[1]", "[0,18446744073709551615]") + "}", 4),
                {"tensor 't'", "out of bounds", "data section has 4 bytes"}});
-  c.push_back({"offsets wrong arity", raw_safetensors("{" + entry("t", "F32", "[1]", "[0]") + "}", 4),
+  c.push_back({"offsets wrong arity",
+               raw_safetensors("{" + entry("t", "F32", "[1]", "[0]") + "}", 4),
                {"tensor 't'", "data_offsets must be an array [begin, end]"}});
-  c.push_back({"offset past end", raw_safetensors("{" + entry("t", "F32", "[2]", "[0,8]") + "}", 4),
+  c.push_back({"offset past end",
+               raw_safetensors("{" + entry("t", "F32", "[2]", "[0,8]") + "}", 4),
                {"tensor 't'", "data_offsets [0, 8] out of bounds", "4 bytes"}});
-  c.push_back({"negative shape", raw_safetensors("{" + entry("t", "F32", "[2,-1]", "[0,0]") + "}", 0),
+  c.push_back({"negative shape",
+               raw_safetensors("{" + entry("t", "F32", "[2,-1]", "[0,0]") + "}", 0),
                {"tensor 't'", "shape[1]", "-1 (negative)"}});
-  c.push_back({"float shape", raw_safetensors("{" + entry("t", "F32", "[2.5]", "[0,10]") + "}", 10),
+  c.push_back({"float shape",
+               raw_safetensors("{" + entry("t", "F32", "[2.5]", "[0,10]") + "}", 10),
                {"tensor 't'", "shape[0]", "not an integer"}});
-  c.push_back({"string shape", raw_safetensors("{" + entry("t", "F32", "[\"2\"]", "[0,8]") + "}", 8),
+  c.push_back({"string shape",
+               raw_safetensors("{" + entry("t", "F32", "[\"2\"]", "[0,8]") + "}", 8),
                {"tensor 't'", "shape[0]", "string"}});
-  c.push_back({"shape not array", raw_safetensors("{" + entry("t", "F32", "7", "[0,28]") + "}", 28),
+  c.push_back({"shape not array",
+               raw_safetensors("{" + entry("t", "F32", "7", "[0,28]") + "}", 28),
                {"tensor 't'", "shape must be an array"}});
-  c.push_back({"shape product overflow",
-               raw_safetensors("{" + entry("t", "F32", "[4294967296,4294967296]", "[0,4]") + "}", 4),
-               {"tensor 't'", "overflows int64"}});
+  c.push_back(
+      {"shape product overflow",
+       raw_safetensors("{" + entry("t", "F32", "[4294967296,4294967296]", "[0,4]") + "}", 4),
+       {"tensor 't'", "overflows int64"}});
   c.push_back({"shape bytes overflow",
                raw_safetensors("{" + entry("t", "F32", "[4611686018427387904]", "[0,4]") + "}", 4),
                {"tensor 't'", "overflows int64"}});
@@ -127,7 +142,8 @@ std::vector<BadCase> bad_cases() {
                                    entry("b", "F32", "[1]", "[8,12]") + "}",
                                12),
                {"tensor 'b'", "gap of 4 unused bytes at offset 4", "after tensor 'a'"}});
-  c.push_back({"gap at start", raw_safetensors("{" + entry("a", "F32", "[1]", "[4,8]") + "}", 8),
+  c.push_back({"gap at start",
+               raw_safetensors("{" + entry("a", "F32", "[1]", "[4,8]") + "}", 8),
                {"tensor 'a'", "gap of 4 unused bytes at offset 0"}});
   c.push_back({"overlapping tensors",
                raw_safetensors("{" + entry("a", "F32", "[2]", "[0,8]") + "," +
@@ -139,7 +155,8 @@ std::vector<BadCase> bad_cases() {
                                    entry("b", "F32", "[2]", "[0,8]") + "}",
                                8),
                {"overlap tensor 'a'"}});
-  c.push_back({"trailing bytes", raw_safetensors("{" + entry("a", "F32", "[1]", "[0,4]") + "}", 9),
+  c.push_back({"trailing bytes",
+               raw_safetensors("{" + entry("a", "F32", "[1]", "[0,4]") + "}", 9),
                {"5 trailing bytes after the last tensor 'a'"}});
   c.push_back({"data but no tensors", raw_safetensors("{}", 3), {"3 trailing bytes"}});
   return c;
@@ -196,10 +213,10 @@ TEST(Safetensors, EmptyHeaderObjectIsValid) {
 }
 
 TEST(Safetensors, TensorsOrderedByOffsetNotHeaderOrder) {
-  const std::string img =
-      raw_safetensors("{" + entry("z", "U8", "[2]", "[0,2]") + "," + entry("a", "U8", "[3]", "[2,5]") +
-                          "," + entry("empty", "F32", "[0,4]", "[5,5]") + "}",
-                      5);
+  const std::string img = raw_safetensors("{" + entry("z", "U8", "[2]", "[0,2]") + "," +
+                                              entry("a", "U8", "[3]", "[2,5]") + "," +
+                                              entry("empty", "F32", "[0,4]", "[5,5]") + "}",
+                                          5);
   auto r = duet::parse_safetensors(reinterpret_cast<const uint8_t*>(img.data()), img.size(), "o");
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_EQ(r->tensors().size(), 3u);
@@ -233,8 +250,8 @@ TEST(Safetensors, RoundTripAllDtypes) {
   scalar.f32()[0] = 42.0f;
   Tensor empty = Tensor::zeros({0, 5});
   const std::vector<std::pair<std::string, Tensor>> ts = {
-      {"w.f32", f},   {"w.f16", h},         {"w.bf16", b},      {"ids", i64},
-      {"flag", u8},   {"misaligned", after}, {"scalar", scalar}, {"empty", empty}};
+      {"w.f32", f}, {"w.f16", h},          {"w.bf16", b},      {"ids", i64},
+      {"flag", u8}, {"misaligned", after}, {"scalar", scalar}, {"empty", empty}};
   const std::string path = dir.file("rt.safetensors");
   ASSERT_TRUE(duet::write_safetensors(path, ts, {{"format", "duet"}, {"k", "v \xc3\xa9"}}).is_ok());
 

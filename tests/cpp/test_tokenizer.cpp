@@ -80,7 +80,8 @@ TEST(Tokenizer, MatchesPythonFixture) {
     ByteTokenizer t(c.at("max_length").get<int64_t>());
     const std::string input = from_hex(c.at("utf8_hex").get<std::string>());
     const auto e = t.encode(input);
-    EXPECT_EQ(e.ids, c.at("ids").get<std::vector<int64_t>>()) << "case " << n << ": " << c.at("text");
+    EXPECT_EQ(e.ids, c.at("ids").get<std::vector<int64_t>>())
+        << "case " << n << ": " << c.at("text");
     std::vector<uint8_t> mask;
     for (const auto& m : c.at("mask")) mask.push_back(static_cast<uint8_t>(m.get<int>()));
     EXPECT_EQ(e.mask, mask) << "case " << n;
