@@ -18,8 +18,10 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
-// ---- global allocation counter (counts every operator new in the process) ----
-static std::atomic<long> g_allocations{0};
+// ---- global allocation counter (counts every operator new in the process; also used by
+// test_pipeline_reference.cpp for the real model) ----
+std::atomic<long> g_duet_test_allocations{0};
+static std::atomic<long>& g_allocations = g_duet_test_allocations;
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n ? n : 1)) return p;
