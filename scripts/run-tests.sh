@@ -15,6 +15,7 @@ echo "== Fuzzing (libFuzzer + ASan/UBSan, 30 s per target)"
 FUZZ_JOBS="$(nproc)" ./scripts/fuzz.sh 30
 echo "== Web UI browser test (playwright-core + headless chromium)"
 ./scripts/test-browser.sh
-echo "== Python reference tests"
+echo "== Python reference tests (ONNX graphs checked with onnxruntime-node)"
+(cd python/onnx_check && npm install --ignore-scripts --no-audit --no-fund --silent)
 (cd python && /usr/bin/python3 -m pytest -q tests)
 echo "ALL TESTS PASSED"
