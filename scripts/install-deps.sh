@@ -8,8 +8,11 @@ PKGS=(
   libdnnl-dev libhwy-dev libfftw3-dev nlohmann-json3-dev libpng-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
   python3 python3-torch python3-numpy python3-onnx python3-pil python3-scipy python3-pytest
-  libopenblas0-pthread dataset-fashion-mnist nodejs npm
+  libopenblas0-pthread dataset-fashion-mnist
 )
+# Node.js + npm (ONNX Runtime peer, browser test). A NodeSource nodejs already bundles npm and
+# conflicts with Debian's npm package, so only ask apt for them when `npm` is missing.
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"

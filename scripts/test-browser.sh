@@ -8,9 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if ! [ -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+# A NodeSource nodejs bundles npm and conflicts with Debian's npm: only install when missing.
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium nodejs npm
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 (cd tests/browser && npm install --no-audit --no-fund --silent)
 
