@@ -87,16 +87,30 @@ class PromptedFashion:
         return out
 
     def prompt(self, i):
+        return self.prompt_labeled(i)[0]
+
+    def prompt_labeled(self, i):
+        """-> (prompt, (class or -100 for the empty prompt, brightness word, size word)).
+
+        The word labels say what the *prompt* mentions: 0 none, 1 dark/small, 2 bright/large."""
         rng = self.rng
         if rng.random() < self.p_empty:
-            return ""
+            return "", (-100, 0, 0)
         cls = rng.choice(SYNONYMS[self.y[i]])
         attrs = [a for a in self.attributes(i) if rng.random() < 0.6]
         rng.shuffle(attrs)
         a = "".join(w + " " for w in attrs)
-        return rng.choice(TEMPLATES).format(a=a, c=cls)
+        labels = (int(self.y[i]), 1 if "dark" in attrs else 2 if "bright" in attrs else 0,
+                  1 if "small" in attrs else 2 if "large" in attrs else 0)
+        return rng.choice(TEMPLATES).format(a=a, c=cls), labels
 
     def batch(self, idx):
         """-> images [B, 1, 28, 28] in [-1, 1], prompts list."""
         imgs = torch.from_numpy(self.x[idx].astype(np.float32) / 127.5 - 1.0)[:, None]
         return imgs, [self.prompt(i) for i in idx]
+
+    def batch_labeled(self, idx):
+        """-> images [B, 1, 28, 28], prompts, prompt labels [B, 3] (see prompt_labeled)."""
+        imgs = torch.from_numpy(self.x[idx].astype(np.float32) / 127.5 - 1.0)[:, None]
+        prompts, labels = zip(*(self.prompt_labeled(i) for i in idx))
+        return imgs, list(prompts), torch.tensor(labels, dtype=torch.int64)

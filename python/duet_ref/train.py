@@ -24,9 +24,11 @@ from .data import PromptedFashion
 from .diffusion import Schedule
 from .model import DuetModel
 from .spectral import highpass
+from .text_probe import TextProbe, pretrain_text, probe_loss
 
 
-def loss_terms(model, sched, x0, prompts, gen, l_sem=1.0, l_tex=0.65):
+def loss_terms(model, sched, x0, prompts, gen, l_sem=1.0, l_tex=0.65, probe=None, labels=None, l_text=0.0):
+    """-> (loss, semantic MSE, texture MSE, fused-eps MSE); with a probe, + l_text * probe loss."""
     B = x0.shape[0]
     t_idx = torch.randint(0, sched.T, (B,), generator=gen)
     noise = torch.randn(x0.shape, generator=gen)
@@ -38,7 +40,10 @@ def loss_terms(model, sched, x0, prompts, gen, l_sem=1.0, l_tex=0.65):
     a = out["alpha"][:, None, None, None]
     sem = ((target - out["eps_s"]) ** 2).mean()
     tex = ((highpass(target, m) - (a * out["hp_s"] + (1 - a) * out["eps_d"])) ** 2).mean()
-    return l_sem * sem + l_tex * tex, sem.detach(), tex.detach(), ((target - out["eps"]) ** 2).mean().detach()
+    loss = l_sem * sem + l_tex * tex
+    if probe is not None and l_text > 0:
+        loss = loss + l_text * probe_loss(probe, ps.p, labels)
+    return loss, sem.detach(), tex.detach(), ((target - out["eps"]) ** 2).mean().detach()
 
 
 def build_optimizer(model, lr_bb, lr_ref, wd=0.0):
@@ -84,6 +89,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-minutes", type=float, default=5)
     ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--text-pretrain-steps", type=int, default=600,
+                    help="text-only probe pre-training before the first diffusion step (once per run dir)")
+    ap.add_argument("--text-aux", type=float, default=0.1, help="weight of the text-probe loss (0 = off)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -98,6 +106,9 @@ def main(argv=None):
     data = PromptedFashion("train", seed=args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     nprng = np.random.default_rng(args.seed)
+    probe = TextProbe(cfg["text"]["width"])
+    probe_opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.0)
+    text_pretrained = False
     step, elapsed_total = 0, 0.0
     if os.path.exists(ckpt_path):
         st = torch.load(ckpt_path)
@@ -109,7 +120,16 @@ def main(argv=None):
         nprng.bit_generator.state = st["nprng"]
         data.rng.setstate(st["pyrng"])
         cfg = st["config"]
+        if "probe" in st:
+            probe.load_state_dict(st["probe"])
+            probe_opt.load_state_dict(st["probe_opt"])
+        text_pretrained = st.get("text_pretrained", False)
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    if args.text_pretrain_steps > 0 and not text_pretrained:
+        pretrain_text(model, probe, data, args.text_pretrain_steps, rng=gen,
+                      log=lambda msg: print(msg, flush=True))
+        ema.text.load_state_dict(model.text.state_dict())  # the EMA must not average old text weights back in
+        text_pretrained = True
     max_steps = args.max_steps or args.total_steps
     log_path = os.path.join(args.out, "log.csv")
     new_log = not os.path.exists(log_path)
@@ -127,7 +147,9 @@ def main(argv=None):
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                                     "step": step, "elapsed": elapsed_total + time.time() - t_start,
                                     "gen": gen.get_state(), "nprng": nprng.bit_generator.state,
-                                    "pyrng": data.rng.getstate(), "config": cfg, "args": vars(args)})
+                                    "pyrng": data.rng.getstate(), "config": cfg, "args": vars(args),
+                                    "probe": probe.state_dict(), "probe_opt": probe_opt.state_dict(),
+                                    "text_pretrained": text_pretrained})
 
     model.train()
     while step < max_steps:
@@ -137,13 +159,16 @@ def main(argv=None):
             perm, pos = nprng.permutation(len(data.y)), 0
         idx = perm[pos:pos + args.batch]
         pos += args.batch
-        x0, prompts = data.batch(idx)
+        x0, prompts, labels = data.batch_labeled(idx)
         set_lrs(opt, step, args.total_steps, args.warmup)
-        loss, sem, tex, fused = loss_terms(model, sched, x0, prompts, gen, args.lambda_sem, args.lambda_tex)
+        loss, sem, tex, fused = loss_terms(model, sched, x0, prompts, gen, args.lambda_sem, args.lambda_tex,
+                                           probe, labels, args.text_aux)
         opt.zero_grad(set_to_none=True)
+        probe_opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        probe_opt.step()
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):

@@ -164,3 +164,42 @@ def test_config_validation_names_field():
     cfg["backbone"]["heads"] = 5
     with pytest.raises(config_mod.ConfigError, match="backbone.heads"):
         config_mod.validate(cfg)
+
+
+class _FakePrompts:
+    """Stand-in for PromptedFashion's prompt side: class synonyms in random templates."""
+
+    def __init__(self, n=500, seed=0):
+        import random
+
+        from duet_ref.data import SYNONYMS, TEMPLATES
+        self.rng, self.syn, self.tpl = random.Random(seed), SYNONYMS, TEMPLATES
+        self.y = [i % 10 for i in range(n)]
+
+    def prompt_labeled(self, i):
+        word = self.rng.choice(["", "dark ", "bright "])
+        text = self.rng.choice(self.tpl).format(a=word, c=self.rng.choice(self.syn[self.y[i]]))
+        return text, (self.y[i], {"": 0, "dark ": 1, "bright ": 2}[word], 0)
+
+
+def test_text_probe_pretraining_makes_prompts_separable():
+    from duet_ref.text_probe import TextProbe, pretrain_text
+
+    cfg = load_cfg("tiny-demo")
+    torch.manual_seed(0)
+    model = random_model(cfg, 0)
+    names = ["a photo of a t-shirt", "a photo of a sneaker", "a photo of a bag"]
+
+    def max_offdiag_cos():
+        with torch.no_grad():
+            p = F.normalize(model.encode_prompt(names).p, dim=-1)
+        return (p @ p.T - torch.eye(3) * 2).max().item()
+
+    before = max_offdiag_cos()
+    probe = TextProbe(cfg["text"]["width"])
+    pretrain_text(model, probe, _FakePrompts(), steps=60, batch=64, rng=torch.Generator().manual_seed(1),
+                  log=lambda _: None)
+    with torch.no_grad():
+        cls, _, _ = probe(model.encode_prompt(names).p)
+    assert cls.argmax(-1).tolist() == [0, 7, 8]
+    assert max_offdiag_cos() < before
