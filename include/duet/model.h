@@ -24,6 +24,7 @@
 
 #include "duet/backend_kind.h"
 #include "duet/config.h"
+#include "duet/precision.h"
 #include "duet/status.h"
 #include "duet/tensor.h"
 
@@ -31,6 +32,9 @@ namespace duet {
 
 struct LoadOptions {
   BackendKind backend = BackendKind::kCpu;
+  // Compute precision of the weight-bearing layers (duet/precision.h): kBF16 / kInt8 quantise
+  // at load (or take a `duet quantize` checkpoint's stored BF16 / I8 weights as they are).
+  Precision precision = Precision::kF32;
 };
 
 struct ModelInfo {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "duet/png.h"
+#include "duet/precision.h"
 #include "duet/status.h"
 #include "duet/tensor.h"
 
@@ -69,6 +70,9 @@ class Denoiser {
 
 // Loads models/<name>/{config.json, model.safetensors} with the engine's model runtime.
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads = 0);
+// Same at a compute precision (LoadOptions::precision; duet/precision.h).
+Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
+                                                Precision precision);
 
 enum class RefineMode { kEvery, kSteps, kAll, kNone };
 

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "duet/backend_kind.h"
+#include "duet/precision.h"
 #include "duet/status.h"
 #include "ops/ops.h"
 
@@ -29,6 +30,7 @@ class PreparedLinear {
   virtual ~PreparedLinear() = default;
   int64_t out = 0, in = 0;
   Activation act = Activation::kNone;
+  Precision precision = Precision::kF32;  // how the weights are stored and the GEMM runs
 };
 
 // A 2-D convolution (OIHW weights, zero padding). tokens_out: write [B, Ho*Wo, Cout] (NHWC,
@@ -42,6 +44,17 @@ class PreparedConv {
  public:
   virtual ~PreparedConv() = default;
   ConvDesc desc;
+  Precision precision = Precision::kF32;
+};
+
+// A layer's weights at their storage precision (include/duet/precision.h); only the pointers
+// of `precision` are set. Layout as for prepare_linear / prepare_conv ([out, in] or OIHW).
+struct LayerWeights {
+  Precision precision = Precision::kF32;
+  const float* f32 = nullptr;      // kF32
+  const uint16_t* bf16 = nullptr;  // kBF16: bf16 bit patterns
+  const int8_t* s8 = nullptr;      // kInt8: symmetric, no zero point
+  const float* scale = nullptr;    // kInt8: one per output channel [out]
 };
 
 // Per-(H, W) high-pass projector: plans + scratch. Owned by a Context (not shareable).
@@ -67,6 +80,18 @@ class Backend {
 
   virtual Result<std::unique_ptr<PreparedConv>> prepare_conv(const float* w, const float* b,
                                                              const ConvDesc& d) const = 0;
+
+  // Reduced-precision preparation (kF32 forwards to prepare_linear / prepare_conv). Linear
+  // layers: kF32, kBF16, kInt8; convolutions: kF32, kBF16. linear() / conv2d() dispatch on the
+  // prepared op's precision. bf16 / int8 activations are converted per call into buffers planned
+  // during the Context warm-up (no allocation in steady state).
+  virtual Result<std::unique_ptr<PreparedLinear>> prepare_linear_weights(const LayerWeights& w,
+                                                                         const float* b,
+                                                                         int64_t out, int64_t in,
+                                                                         Activation act) const = 0;
+  virtual Result<std::unique_ptr<PreparedConv>> prepare_conv_weights(const LayerWeights& w,
+                                                                     const float* b,
+                                                                     const ConvDesc& d) const = 0;
   // x [B, Cin, H, W] -> y [B, Cout, Ho, Wo] (or [B, Ho*Wo, Cout] when desc.tokens_out)
   virtual void conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
                       float* y) const = 0;

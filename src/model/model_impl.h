@@ -53,6 +53,8 @@ struct Model::Impl {
   ModelInfo info;
   BackendKind kind = BackendKind::kCpu;
   const Backend* be = nullptr;
+  Precision precision = Precision::kF32;  // LoadOptions::precision
+  int64_t layer_counts[3] = {0, 0, 0};    // weight-bearing layers per Precision (f32, bf16, int8)
   std::map<std::string, Tensor> store;  // fp32 weights by state_dict name (norms, embeddings)
 
   // text encoder

@@ -1,10 +1,14 @@
 // Model::load / Model::from_tensors: validate the tensor table against the config, convert
 // weights to fp32 explicitly, and prepare every layer on the chosen backend.
+#include <algorithm>
+#include <optional>
 #include <set>
 
 #include "duet/checkpoint.h"
+#include "duet/quantize.h"
 #include "duet/safetensors.h"
 #include "model/model_impl.h"
+#include "ops/lowp.h"
 
 namespace duet {
 
@@ -19,6 +23,65 @@ namespace {
 class Builder {
  public:
   Builder(Model::Impl& m, const std::map<std::string, Tensor>& src) : m_(m), src_(src) {}
+
+  // The weights of layer `prefix` (rank 2: linear, 4: conv) at the precision layer_precision()
+  // gives: converted / quantised here from F32/F16/BF16, or taken as stored from a quantised
+  // checkpoint (I8 + "<name>_scale"; an I8 layer run at a higher precision is dequantised).
+  Result<LayerWeights> layer_weights(const std::string& prefix, const Shape& shape) {
+    const std::string wname = prefix + ".weight";
+    const Precision p = layer_precision(wname, static_cast<int>(shape.size()), m_.precision);
+    ++m_.layer_counts[static_cast<int>(p)];
+    auto it = src_.find(wname);
+    if (it == src_.end()) return not_found("checkpoint is missing tensor '" + wname + "'");
+    const Tensor& t = it->second;
+    const int64_t out = shape[0], per_out = t.numel() / std::max<int64_t>(1, out);
+    LayerWeights lw;
+    lw.precision = p;
+    const float* f32 = nullptr;
+    if (t.dtype() == DType::kI8) {
+      if (t.shape() != shape)
+        return invalid_argument("tensor '" + wname + "' has shape " + shape_string(t.shape()) +
+                                ", the config needs " + shape_string(shape));
+      used_.insert(wname);
+      DUET_ASSIGN_OR_RETURN(const float* scale, get(wname + kScaleSuffix, {out}, false));
+      if (p == Precision::kInt8) {
+        lw.s8 = t.as<int8_t>();
+        lw.scale = scale;
+        return lw;
+      }
+      Tensor f = Tensor::zeros(shape);
+      ops::dequantize_rows_int8(t.as<int8_t>(), scale, out, per_out, f.f32());
+      scratch_.push_back(f);
+      f32 = f.f32();
+    } else if (p == Precision::kBF16 && t.dtype() == DType::kBF16 && t.shape() == shape) {
+      used_.insert(wname);
+      lw.bf16 = t.as<uint16_t>();  // stored bf16: used as is
+      return lw;
+    } else {
+      DUET_ASSIGN_OR_RETURN(f32, get(wname, shape, false));
+    }
+    const int64_t n = out * per_out;
+    switch (p) {
+      case Precision::kF32: lw.f32 = f32; break;
+      case Precision::kBF16: {
+        Tensor q = Tensor::zeros(shape, DType::kBF16);
+        ops::to_bf16(f32, n, q.as<uint16_t>());
+        scratch_.push_back(q);
+        lw.bf16 = q.as<uint16_t>();
+        break;
+      }
+      case Precision::kInt8: {
+        Tensor q = Tensor::zeros(shape, DType::kI8), sc = Tensor::zeros({out});
+        ops::quantize_rows_int8(f32, out, per_out, q.as<int8_t>(), sc.f32());
+        scratch_.push_back(q);
+        scratch_.push_back(sc);
+        lw.s8 = q.as<int8_t>();
+        lw.scale = sc.f32();
+        break;
+      }
+    }
+    return lw;
+  }
 
   // The fp32 data of `name` with exactly `shape`, converted once if F16/BF16. keep: store it in
   // Impl::store (norms / embeddings used directly); otherwise it is only needed while preparing.
@@ -46,17 +109,17 @@ class Builder {
 
   Result<LinearPtr> linear(const std::string& prefix, int64_t out, int64_t in,
                            Activation act = Activation::kNone) {
-    DUET_ASSIGN_OR_RETURN(const float* w, get(prefix + ".weight", {out, in}, false));
+    DUET_ASSIGN_OR_RETURN(LayerWeights w, layer_weights(prefix, {out, in}));
     DUET_ASSIGN_OR_RETURN(const float* b, get(prefix + ".bias", {out}, false));
-    auto r = m_.be->prepare_linear(w, b, out, in, act);
+    auto r = m_.be->prepare_linear_weights(w, b, out, in, act);
     scratch_.clear();
     return r;
   }
 
   Result<ConvPtr> conv(const std::string& prefix, ConvDesc d) {
-    DUET_ASSIGN_OR_RETURN(const float* w, get(prefix + ".weight", {d.cout, d.cin, d.k, d.k}, false));
+    DUET_ASSIGN_OR_RETURN(LayerWeights w, layer_weights(prefix, {d.cout, d.cin, d.k, d.k}));
     DUET_ASSIGN_OR_RETURN(const float* b, get(prefix + ".bias", {d.cout}, false));
-    auto r = m_.be->prepare_conv(w, b, d);
+    auto r = m_.be->prepare_conv_weights(w, b, d);
     scratch_.clear();
     return r;
   }
@@ -225,11 +288,14 @@ Result<std::shared_ptr<const Model>> Model::from_tensors(const ModelConfig& cfg,
   m.be = &get_backend(opts.backend);
   m.info.name = cfg.name;
   m.info.backend = m.be->name();
+  m.precision = opts.precision;
   std::set<std::string> dtypes;
   for (const auto& [name, t] : tensors) {
-    if (t.dtype() != DType::kF32 && t.dtype() != DType::kF16 && t.dtype() != DType::kBF16)
+    if (t.dtype() != DType::kF32 && t.dtype() != DType::kF16 && t.dtype() != DType::kBF16 &&
+        t.dtype() != DType::kI8)
       return invalid_argument("tensor '" + name + "' has dtype " + dtype_name(t.dtype()) +
-                              "; weights must be F32, F16 or BF16");
+                              "; weights must be F32, F16, BF16 or (quantised) I8");
+    if (is_scale_tensor(name)) continue;  // quantisation scales are not parameters
     dtypes.insert(dtype_name(t.dtype()));
     m.info.parameters += t.numel();
     const std::string branch = name.substr(0, name.find('.'));
@@ -239,22 +305,36 @@ Result<std::shared_ptr<const Model>> Model::from_tensors(const ModelConfig& cfg,
     if (!m.info.weight_dtypes.empty()) m.info.weight_dtypes += "+";
     m.info.weight_dtypes += d;
   }
-  if (dtypes.count("F16") || dtypes.count("BF16")) {
+  if (opts.precision == Precision::kF32 &&
+      (dtypes.count("F16") || dtypes.count("BF16") || dtypes.count("I8"))) {
     m.info.weight_dtypes += " (converted to F32 at load)";
     m.info.notes.push_back("weights stored as " + m.info.weight_dtypes +
                            "; all compute is fp32");
   }
   DUET_RETURN_IF_ERROR(build(m, tensors));
+  if (opts.precision != Precision::kF32) {
+    m.info.notes.push_back(std::string("precision ") + precision_name(opts.precision) + ": " +
+                           std::to_string(m.layer_counts[2]) + " layers int8, " +
+                           std::to_string(m.layer_counts[1]) + " bf16, " +
+                           std::to_string(m.layer_counts[0]) +
+                           " fp32 (weight-bearing layers; norms, attention, FFT, CARAFE fp32)");
+  }
   return std::shared_ptr<const Model>(std::move(model));
 }
 
 Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const LoadOptions& opts) {
   DUET_ASSIGN_OR_RETURN(ModelConfig cfg, load_config(dir + "/config.json"));
   DUET_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::open(dir + "/model.safetensors"));
-  DUET_RETURN_IF_ERROR(check_checkpoint(file, cfg));
+  DUET_ASSIGN_OR_RETURN(std::optional<Precision> stored, checkpoint_precision(dir));
+  if (stored || is_quantized_checkpoint(file)) {
+    DUET_RETURN_IF_ERROR(check_quantized_checkpoint(file, cfg));
+  } else {
+    DUET_RETURN_IF_ERROR(check_checkpoint(file, cfg));
+  }
   std::map<std::string, Tensor> tensors;
   for (const TensorEntry& e : file.tensors()) {
-    if (e.dtype == DType::kF32 || e.dtype == DType::kF16 || e.dtype == DType::kBF16) {
+    if (e.dtype == DType::kF32 || e.dtype == DType::kF16 || e.dtype == DType::kBF16 ||
+        e.dtype == DType::kI8) {
       if (e.aligned()) {
         tensors[e.name] = file.view(e.name);
       } else {
@@ -262,7 +342,7 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const L
       }
     } else {
       return invalid_argument(file.name() + ": tensor '" + e.name + "' has dtype " +
-                              dtype_name(e.dtype) + "; weights must be F32, F16 or BF16");
+                              dtype_name(e.dtype) + "; weights must be F32, F16, BF16 or I8");
     }
   }
   auto r = from_tensors(cfg, tensors, opts);

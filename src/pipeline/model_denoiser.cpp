@@ -100,8 +100,15 @@ class ModelDenoiser : public Denoiser {
 }  // namespace
 
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads) {
+  return load_denoiser(model_dir, threads, Precision::kF32);
+}
+
+Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
+                                                Precision precision) {
   if (threads > 0) omp_set_num_threads(threads);
-  DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir));
+  LoadOptions lo;
+  lo.precision = precision;
+  DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir, lo));
   return std::unique_ptr<Denoiser>(std::make_unique<ModelDenoiser>(std::move(model)));
 }
 

@@ -2,6 +2,7 @@
 //
 //   duet bench --model DIR [--batch 2] [--reps 5] [--threads 2] [--steps 20] [--gen-reps 3]
 //              [--inputs IN.safetensors] [--eps-out EPS.safetensors] [--no-gemm] [--json]
+//              [--precision f32|bf16|int8] [--no-quality]
 //
 // Stages (each: one warm-up, then --reps timed runs; median / min / max):
 //   prompt_encode      Model::encode_prompt of B texts (text encoder + every block's K/V + sem gate)
@@ -15,6 +16,10 @@
 // denoise loop (after the warm-up): in-use bytes and bytes obtained from the system.
 // --inputs: the file bench/torch_peer.py writes (tensor x, metadata prompt and t), so both engines
 // see the same inputs; --eps-out writes eps_s, eps_d, eps of one refine=true evaluation.
+// --precision: every stage (and the isolated GEMMs) at that precision. Quality guard (when not
+// f32, unless --no-quality): an fp32 copy of the model is loaded afterwards and compared on the
+// same inputs: relative L2 of eps (one refine=true denoise) and PSNR of the final generated image
+// (same seed, images mapped from [-1, 1] to [0, 1], PSNR = 10 log10(1 / MSE)).
 #include <malloc.h>
 #include <omp.h>
 #include <sys/resource.h>
@@ -33,6 +38,8 @@
 #include "bench/flops.h"
 #include "bench/peak.h"
 #include "command.h"
+#include "ops/lowp.h"
+#include "precision_option.h"
 #include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/safetensors.h"
@@ -43,9 +50,9 @@ using namespace duet;
 using Clock = std::chrono::steady_clock;
 
 struct BenchArgs {
-  std::string model, inputs, eps_out;
+  std::string model, inputs, eps_out, precision;
   int batch = 2, reps = 5, threads = 2, steps = 20, gen_reps = 3;
-  bool json = false, no_gemm = false;
+  bool json = false, no_gemm = false, no_quality = false;
   double peak_seconds = 0.3;
 };
 
@@ -87,6 +94,28 @@ HeapSnap heap_snap() {
   return {mi.uordblks + mi.hblkhd, mi.arena + mi.hblkhd};
 }
 
+double rel_l2(const Tensor& a, const Tensor& ref) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double d = static_cast<double>(a.f32()[i]) - ref.f32()[i];
+    num += d * d;
+    den += static_cast<double>(ref.f32()[i]) * ref.f32()[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// PSNR (dB) of images in [-1, 1] mapped to [0, 1] (clamped); 99 when identical.
+double image_psnr(const Tensor& a, const Tensor& ref) {
+  double se = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double u = std::clamp((a.f32()[i] + 1.0) * 0.5, 0.0, 1.0);
+    const double v = std::clamp((ref.f32()[i] + 1.0) * 0.5, 0.0, 1.0);
+    se += (u - v) * (u - v);
+  }
+  const double mse = se / std::max<int64_t>(1, ref.numel());
+  return mse > 0 ? 10.0 * std::log10(1.0 / mse) : 99.0;
+}
+
 double peak_rss_mib() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
@@ -105,8 +134,12 @@ Status run_bench(const BenchArgs& a) {
   out["fma_peak"] = {{"isa", peak.isa}, {"ok", peak.ok}, {"gflops_1t", peak.gflops_1t},
                      {"gflops_nt", peak.gflops_nt}, {"threads", peak.threads}};
 
+  DUET_ASSIGN_OR_RETURN(const Precision precision, cli::resolve_precision(a.precision, a.model));
+  out["precision"] = precision_name(precision);
+  LoadOptions lo;
+  lo.precision = precision;
   auto t_load = Clock::now();
-  DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(a.model));
+  DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(a.model, lo));
   out["load_ms"] = ms_since(t_load);
   const ModelConfig& cfg = model->config();
   out["model"] = cfg.name;
@@ -191,6 +224,18 @@ Status run_bench(const BenchArgs& a) {
   // refiner share, derived
   out["refiner_extra_ms"] = dr.median() - dn.median();
 
+  // quality guard, part 1: eps (refine = true) vs an fp32 model on the same inputs
+  nlohmann::json quality = nlohmann::json::object();
+  if (precision != Precision::kF32 && !a.no_quality) {
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
+    const Tensor eps = ctx->eps().clone();
+    DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> m32, Model::load(a.model));
+    DUET_ASSIGN_OR_RETURN(PromptState ps32, m32->encode_prompt(texts));
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Context> c32, Context::create(m32, co));
+    DUET_RETURN_IF_ERROR(c32->denoise(x, t, ps32, true));
+    quality["eps_rel_l2"] = rel_l2(eps, c32->eps());
+  }
+
   if (!a.eps_out.empty()) {
     DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
     DUET_RETURN_IF_ERROR(write_safetensors(
@@ -222,8 +267,26 @@ Status run_bench(const BenchArgs& a) {
       for (float& v : bias) v = ud(rng);
       std::vector<float> xin(static_cast<size_t>(M * s.in)), y(static_cast<size_t>(M * s.out));
       for (float& v : xin) v = ud(rng);
+      // weights at the bench precision (quantised as Model::load would)
+      std::vector<uint16_t> wb;
+      std::vector<int8_t> wq;
+      std::vector<float> wscale;
+      LayerWeights lw;
+      lw.precision = precision;
+      lw.f32 = w.data();
+      if (precision == Precision::kBF16) {
+        wb.resize(w.size());
+        ops::to_bf16(w.data(), static_cast<int64_t>(w.size()), wb.data());
+        lw.bf16 = wb.data();
+      } else if (precision == Precision::kInt8) {
+        wq.resize(w.size());
+        wscale.resize(static_cast<size_t>(s.out));
+        ops::quantize_rows_int8(w.data(), s.out, s.in, wq.data(), wscale.data());
+        lw.s8 = wq.data();
+        lw.scale = wscale.data();
+      }
       DUET_ASSIGN_OR_RETURN(std::unique_ptr<PreparedLinear> op,
-                            be.prepare_linear(w.data(), bias.data(), s.out, s.in, s.act));
+                            be.prepare_linear_weights(lw, bias.data(), s.out, s.in, s.act));
       Stat g{std::string("backbone_gemm.") + s.name, {}, 2.0 * M * s.out * s.in};
       const int inner = 5;  // several calls per sample: single calls are short at demo scale
       g.flops *= inner;
@@ -249,7 +312,8 @@ Status run_bench(const BenchArgs& a) {
   // ---- full generate ----
   if (a.steps > 0 && a.gen_reps > 0) {
     ctx.reset();
-    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den, load_denoiser(a.model, threads));
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den,
+                          load_denoiser(a.model, threads, precision));
     GenerateParams gp;
     gp.n = static_cast<int>(std::max<int64_t>(1, B / 2));
     gp.prompts = {prompt};
@@ -273,7 +337,16 @@ Status run_bench(const BenchArgs& a) {
                             {"refiner_evaluations", last.refiner_evaluations},
                             {"cfg_scale", gp.cfg_scale}, {"sampler", gp.sampler}};
     stats.push_back(g);
+    if (precision != Precision::kF32 && !a.no_quality) {
+      den.reset();
+      DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den32,
+                            load_denoiser(a.model, threads, Precision::kF32));
+      DUET_ASSIGN_OR_RETURN(GenerateResult ref, generate(*den32, gp));
+      quality["image_psnr_db"] = image_psnr(last.images, ref.images);
+      quality["image_seed"] = gp.seed;
+    }
   }
+  if (!quality.empty()) out["quality"] = quality;
 
   out["peak_rss_mib"] = peak_rss_mib();
   out["flops"] = {{"text_encoder", fc.text_encoder}, {"prompt_kv", fc.prompt_kv},
@@ -292,9 +365,11 @@ Status run_bench(const BenchArgs& a) {
     std::printf("%s\n", out.dump(2).c_str());
     return Status::ok();
   }
-  std::printf("duet bench: %s (%lld params), batch %lld, %d threads, prompt \"%s\", t %.2f\n",
-              cfg.name.c_str(), static_cast<long long>(model->info().parameters),
-              static_cast<long long>(B), threads, prompt.c_str(), tval);
+  std::printf(
+      "duet bench: %s (%lld params), precision %s, batch %lld, %d threads, prompt \"%s\", "
+      "t %.2f\n",
+      cfg.name.c_str(), static_cast<long long>(model->info().parameters),
+      precision_name(precision), static_cast<long long>(B), threads, prompt.c_str(), tval);
   std::printf("FMA peak (%s): %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads\n", peak.isa,
               peak.gflops_1t, peak.gflops_nt, peak.threads);
   std::printf("%-26s %10s %10s %10s %9s %9s %7s\n", "stage", "median ms", "min ms", "max ms",
@@ -312,6 +387,14 @@ Status run_bench(const BenchArgs& a) {
               h0.in_use, h1.in_use, h0.from_system, h1.from_system,
               out["heap_step_loop"]["grew"].get<bool>() ? "GREW" : "no growth");
   std::printf("peak RSS %.1f MiB, workspace %zu bytes\n", peak_rss_mib(), workspace_bytes);
+  if (out.contains("quality")) {
+    const nlohmann::json& q = out["quality"];
+    std::printf("quality vs fp32: eps rel-L2 %.3e", q.value("eps_rel_l2", 0.0));
+    if (q.contains("image_psnr_db"))
+      std::printf(", generated image PSNR %.2f dB (seed %d)", q["image_psnr_db"].get<double>(),
+                  q["image_seed"].get<int>());
+    std::printf("\n");
+  }
   return Status::ok();
 }
 
@@ -330,6 +413,9 @@ duet::cli::CommandRegistrar registrar(
       sub.add_option("--peak-seconds", a->peak_seconds, "FMA peak: seconds per trial");
       sub.add_flag("--no-gemm", a->no_gemm, "skip the isolated backbone GEMM timings");
       sub.add_flag("--json", a->json, "print JSON instead of a table");
+      cli::add_precision_option(sub, &a->precision);
+      sub.add_flag("--no-quality", a->no_quality,
+                   "skip the quality guard (eps rel-L2 and image PSNR vs fp32)");
       return [a]() {
         Status st = run_bench(*a);
         if (!st.is_ok()) {

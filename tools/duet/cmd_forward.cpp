@@ -15,6 +15,7 @@
 #include <string>
 
 #include "command.h"
+#include "precision_option.h"
 #include "duet/model.h"
 #include "duet/safetensors.h"
 
@@ -27,6 +28,7 @@ struct ForwardArgs {
   double t = 0;
   bool refine = false;
   int threads = 0;
+  std::string precision;  // --precision (empty: the checkpoint's, else f32)
 };
 
 Status run_forward(const ForwardArgs& a) {
@@ -34,6 +36,7 @@ Status run_forward(const ForwardArgs& a) {
   DUET_ASSIGN_OR_RETURN(BackendKind kind, parse_backend_kind(a.backend));
   LoadOptions lo;
   lo.backend = kind;
+  DUET_ASSIGN_OR_RETURN(lo.precision, cli::resolve_precision(a.precision, a.model));
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(a.model, lo));
   DUET_ASSIGN_OR_RETURN(SafetensorsFile xf, SafetensorsFile::open(a.x));
   if (!xf.find("x")) return not_found(a.x + ": no tensor named 'x'");
@@ -86,6 +89,7 @@ duet::cli::CommandRegistrar registrar(
       sub.add_option("--out", a->out, "output .safetensors")->required();
       sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")->check(CLI::NonNegativeNumber);
       sub.add_option("--backend", a->backend, "cpu | reference")->check(CLI::IsMember({"cpu", "reference"}));
+      cli::add_precision_option(sub, &a->precision);
       return [a]() {
         Status st = run_forward(*a);
         if (!st.is_ok()) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "command.h"
+#include "precision_option.h"
 #include "diffusion/sampler.h"
 #include "duet/pipeline.h"
 #include "duet/png.h"
@@ -46,6 +47,7 @@ struct Options {
   bool quiet = false;
   bool json = false;
   int threads = 0;
+  std::string precision;  // --precision (empty: the checkpoint's, else f32)
   int bit_depth = 8;
 };
 
@@ -187,7 +189,9 @@ int run_generate(Options o) {
 
   // ---- model ----
   const auto t_load = Clock::now();
-  auto loaded = load_denoiser(o.model, o.threads);
+  auto precision = cli::resolve_precision(o.precision, o.model);
+  if (!precision) return fail(precision.status().message(), 2);
+  auto loaded = load_denoiser(o.model, o.threads, *precision);
   if (!loaded) return fail(loaded.status().message());
   Denoiser& model = **loaded;
   const DenoiserInfo& info = model.info();
@@ -349,6 +353,7 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_flag("-q,--quiet", o->quiet, "no progress bar or summary line");
       sub.add_flag("--json", o->json, "machine-readable summary on stdout");
       sub.add_option("--threads", o->threads, "CPU threads (0 = default)");
+      cli::add_precision_option(sub, &o->precision);
       return [o]() { return run_generate(*o); };
     });
 

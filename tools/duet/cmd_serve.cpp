@@ -13,6 +13,7 @@
 #include <string>
 
 #include "command.h"
+#include "precision_option.h"
 #include "duet/config.h"
 #include "duet/pipeline.h"
 #include "duet/serve.h"
@@ -26,6 +27,7 @@ struct ServeArgs {
   duet::ServeOptions opts;
   std::string api_key_file;
   int threads = 0;
+  std::string precision;  // --precision (empty: the checkpoint's, else f32)
   double drain_timeout_s = 30;
   double prompt_cache_mb = 64;
 };
@@ -73,7 +75,12 @@ int run_serve(const ServeArgs& a) {
       std::fprintf(stderr, "duet serve: --model DIR is required\n");
       return 1;
     }
-    auto model = duet::load_denoiser(a.model, a.threads);
+    auto precision = duet::cli::resolve_precision(a.precision, a.model);
+    if (!precision) {
+      std::fprintf(stderr, "duet serve: %s\n", precision.status().to_string().c_str());
+      return 1;
+    }
+    auto model = duet::load_denoiser(a.model, a.threads, *precision);
     if (!model) {
       std::fprintf(stderr, "duet serve: %s\n", model.status().to_string().c_str());
       return 1;
@@ -132,6 +139,7 @@ static duet::cli::CommandRegistrar registrar(
                      "/healthz, /readyz and the UI page");
       sub.add_option("--threads", a->threads, "model compute threads (0 = all cores)")
           ->capture_default_str();
+      duet::cli::add_precision_option(sub, &a->precision);
       sub.add_option("--http-threads", a->opts.http_threads, "HTTP worker threads")
           ->capture_default_str()
           ->check(CLI::Range(1, 4096));

@@ -3,6 +3,7 @@
 // oneDNN, so there is no oversubscription: each op uses omp_get_max_threads() threads in turn.
 #include "backends/backend.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_lowp.h"
 #include "backends/cpu/dnnl_ops.h"
 #include "backends/cpu/fft_highpass.h"
 
@@ -18,7 +19,25 @@ class CpuBackend final : public Backend {
     return cpu::dnnl_prepare_linear(w, b, out, in, act);
   }
   void linear(const PreparedLinear& op, const float* x, int64_t m, float* y) const override {
-    cpu::dnnl_linear(op, x, m, y);
+    if (op.precision == Precision::kF32) {
+      cpu::dnnl_linear(op, x, m, y);
+    } else {
+      cpu::dnnl_linear_lowp(op, x, m, y);
+    }
+  }
+  Result<std::unique_ptr<PreparedLinear>> prepare_linear_weights(const LayerWeights& w,
+                                                                 const float* b, int64_t out,
+                                                                 int64_t in,
+                                                                 Activation act) const override {
+    if (w.precision == Precision::kF32) return cpu::dnnl_prepare_linear(w.f32, b, out, in, act);
+    return cpu::dnnl_prepare_linear_lowp(w, b, out, in, act);
+  }
+  Result<std::unique_ptr<PreparedConv>> prepare_conv_weights(const LayerWeights& w, const float* b,
+                                                             const ConvDesc& d) const override {
+    if (w.precision == Precision::kF32) return cpu::dnnl_prepare_conv(w.f32, b, d);
+    if (w.precision == Precision::kBF16) return cpu::dnnl_prepare_conv_bf16(w.bf16, b, d);
+    return unimplemented(std::string("convolution at precision ") + precision_name(w.precision) +
+                         " (supported: f32, bf16)");
   }
   Result<std::unique_ptr<PreparedConv>> prepare_conv(const float* w, const float* b,
                                                      const ConvDesc& d) const override {
@@ -26,7 +45,11 @@ class CpuBackend final : public Backend {
   }
   void conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
               float* y) const override {
-    cpu::dnnl_conv2d(op, x, b, h, w, y);
+    if (op.precision == Precision::kBF16) {
+      cpu::dnnl_conv2d_bf16(op, x, b, h, w, y);
+    } else {
+      cpu::dnnl_conv2d(op, x, b, h, w, y);
+    }
   }
   void layer_norm(const float* x, int64_t m, int64_t d, const float* gamma, const float* beta,
                   float eps, float* y) const override {

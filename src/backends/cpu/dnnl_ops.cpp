@@ -1,4 +1,5 @@
 #include "backends/cpu/dnnl_ops.h"
+#include "backends/cpu/dnnl_common.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -9,8 +10,6 @@
 #include <unordered_map>
 
 namespace duet::cpu {
-
-namespace {
 
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
@@ -25,13 +24,7 @@ dnnl::stream &stream() {
   return s;
 }
 
-dnnl::primitive_attr make_attr(Activation act) {
-  dnnl::primitive_attr attr;
-  // User-managed scratchpad: oneDNN's library-managed one is shared between
-  // primitives and makes concurrent execution from two threads (two Contexts on
-  // one Model) unsafe.
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::post_ops po;
+void append_activation(dnnl::post_ops &po, Activation act) {
   switch (act) {
   case Activation::kNone:
     break;
@@ -45,27 +38,51 @@ dnnl::primitive_attr make_attr(Activation act) {
     po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
     break;
   }
+}
+
+dnnl::primitive_attr make_attr(Activation act) {
+  dnnl::primitive_attr attr;
+  // User-managed scratchpad: oneDNN's library-managed one is shared between
+  // primitives and makes concurrent execution from two threads (two Contexts on
+  // one Model) unsafe.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::post_ops po;
+  append_activation(po, act);
   attr.set_post_ops(po);
   return attr;
 }
 
-// Per-calling-thread scratchpad; grows during a Context's warm-up, then is only
+// Per-calling-thread buffers; grow during a Context's warm-up, then are only
 // reused.
-void *thread_scratchpad(size_t bytes) {
-  thread_local std::unique_ptr<void, void (*)(void *)> buf(nullptr, std::free);
-  thread_local size_t cap = 0;
-  if (bytes > cap) {
-    cap = (bytes + 4095) / 4096 * 4096;
-    buf.reset(std::aligned_alloc(64, cap));
-    if (!buf) {
-      std::fprintf(
-          stderr,
-          "duet: out of memory allocating a %zu-byte oneDNN scratchpad\n", cap);
+void *thread_buffer(ThreadBuffer slot, size_t bytes) {
+  struct Slot {
+    std::unique_ptr<void, void (*)(void *)> buf{nullptr, std::free};
+    size_t cap = 0;
+  };
+  thread_local Slot slots[3];
+  Slot &s = slots[static_cast<int>(slot)];
+  if (bytes > s.cap) {
+    const size_t cap = (bytes + 4095) / 4096 * 4096;
+    s.buf.reset(std::aligned_alloc(64, cap));
+    if (!s.buf) {
+      std::fprintf(stderr,
+                   "duet: out of memory allocating a %zu-byte oneDNN buffer\n",
+                   cap);
       std::abort();
     }
+    s.cap = cap;
   }
-  return buf.get();
+  return s.buf.get();
 }
+
+memory reorder_to(const memory &from, const memory::desc &to_md) {
+  memory to(to_md, engine());
+  dnnl::reorder(from, to).execute(stream(), const_cast<memory &>(from), to);
+  stream().wait();
+  return to;
+}
+
+namespace {
 
 // Memory objects wrapping the caller's buffers, one triple per (calling thread,
 // primitive shape): created on the first execution and then only re-pointed
@@ -140,26 +157,6 @@ void execute(const void *entry, const dnnl::primitive &p,
     std::fprintf(stderr,
                  "duet: internal error: oneDNN execute failed (status %d)\n",
                  static_cast<int>(st));
-    std::abort();
-  }
-}
-
-memory reorder_to(const memory &from, const memory::desc &to_md) {
-  memory to(to_md, engine());
-  dnnl::reorder(from, to).execute(stream(), const_cast<memory &>(from), to);
-  stream().wait();
-  return to;
-}
-
-// Primitive creation for a new shape cannot fail for shapes the prepare step
-// accepted; if oneDNN disagrees that is an engine bug, reported loudly.
-template <typename F> decltype(auto) checked(F &&f) {
-  try {
-    return f();
-  } catch (const dnnl::error &e) {
-    std::fprintf(stderr,
-                 "duet: internal error: oneDNN primitive creation failed: %s\n",
-                 e.what());
     std::abort();
   }
 }

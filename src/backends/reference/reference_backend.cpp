@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "ops/lowp.h"
 
 namespace duet {
 namespace {
@@ -19,8 +20,25 @@ class RefLinear : public PreparedLinear {
 };
 class RefConv : public PreparedConv {
  public:
-  std::vector<float> w, b;  // [cout, cin, k, k], [cout]
+  std::vector<float> w, b;  // [cout, cin, k, k], [cout] (bf16: w holds the bf16 values)
 };
+class RefLinearBf16 : public PreparedLinear {
+ public:
+  std::vector<uint16_t> w;  // [out, in] bf16
+  std::vector<float> b;
+};
+class RefLinearInt8 : public PreparedLinear {
+ public:
+  std::vector<int8_t> w;  // [out, in]
+  std::vector<float> scale, b;
+};
+
+// The activations of a bf16 convolution rounded to bf16 (a test twin: allocates per call).
+std::vector<float> rounded_bf16(const float* x, int64_t n) {
+  std::vector<float> r(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) r[i] = ops::round_bf16(x[i]);
+  return r;
+}
 
 class RefSpectral : public SpectralPlan {
  public:
@@ -48,9 +66,57 @@ class ReferenceBackend final : public Backend {
     return std::unique_ptr<PreparedLinear>(std::move(op));
   }
   void linear(const PreparedLinear& p, const float* x, int64_t m, float* y) const override {
-    const auto& op = static_cast<const RefLinear&>(p);
-    ops::linear(x, op.w.data(), op.b.empty() ? nullptr : op.b.data(), m, op.in, op.out, y);
-    apply_act(op.act, y, m * op.out);
+    if (p.precision == Precision::kBF16) {
+      const auto& op = static_cast<const RefLinearBf16&>(p);
+      ops::linear_bf16(x, op.w.data(), op.b.empty() ? nullptr : op.b.data(), m, op.in, op.out, y);
+    } else if (p.precision == Precision::kInt8) {
+      const auto& op = static_cast<const RefLinearInt8&>(p);
+      ops::linear_int8(x, op.w.data(), op.scale.data(), op.b.empty() ? nullptr : op.b.data(), m,
+                       op.in, op.out, y);
+    } else {
+      const auto& op = static_cast<const RefLinear&>(p);
+      ops::linear(x, op.w.data(), op.b.empty() ? nullptr : op.b.data(), m, op.in, op.out, y);
+    }
+    apply_act(p.act, y, m * p.out);
+  }
+
+  Result<std::unique_ptr<PreparedLinear>> prepare_linear_weights(const LayerWeights& lw,
+                                                                 const float* b, int64_t out,
+                                                                 int64_t in,
+                                                                 Activation act) const override {
+    const size_t n = static_cast<size_t>(out * in);
+    std::unique_ptr<PreparedLinear> op;
+    if (lw.precision == Precision::kF32) return prepare_linear(lw.f32, b, out, in, act);
+    if (lw.precision == Precision::kBF16) {
+      auto r = std::make_unique<RefLinearBf16>();
+      r->w.assign(lw.bf16, lw.bf16 + n);
+      if (b) r->b.assign(b, b + out);
+      op = std::move(r);
+    } else {
+      auto r = std::make_unique<RefLinearInt8>();
+      r->w.assign(lw.s8, lw.s8 + n);
+      r->scale.assign(lw.scale, lw.scale + out);
+      if (b) r->b.assign(b, b + out);
+      op = std::move(r);
+    }
+    op->out = out;
+    op->in = in;
+    op->act = act;
+    op->precision = lw.precision;
+    return op;
+  }
+
+  Result<std::unique_ptr<PreparedConv>> prepare_conv_weights(const LayerWeights& lw, const float* b,
+                                                             const ConvDesc& d) const override {
+    if (lw.precision == Precision::kF32) return prepare_conv(lw.f32, b, d);
+    if (lw.precision != Precision::kBF16)
+      return unimplemented(std::string("convolution at precision ") +
+                           precision_name(lw.precision) + " (supported: f32, bf16)");
+    std::vector<float> w(static_cast<size_t>(d.cout * d.cin * d.k * d.k));
+    ops::from_bf16(lw.bf16, static_cast<int64_t>(w.size()), w.data());
+    auto r = prepare_conv(w.data(), b, d);
+    if (r.is_ok()) r.value()->precision = Precision::kBF16;
+    return r;
   }
 
   Result<std::unique_ptr<PreparedConv>> prepare_conv(const float* w, const float* b,
@@ -65,6 +131,11 @@ class ReferenceBackend final : public Backend {
               float* y) const override {
     const auto& op = static_cast<const RefConv&>(p);
     const ConvDesc& d = op.desc;
+    std::vector<float> xr;
+    if (op.precision == Precision::kBF16) {
+      xr = rounded_bf16(x, b * d.cin * h * w);
+      x = xr.data();
+    }
     const float* bias = op.b.empty() ? nullptr : op.b.data();
     if (d.tokens_out) {
       ops::patch_embed(x, op.w.data(), bias, b, d.cin, h, w, d.cout, d.k, y);  // k == stride

@@ -1,0 +1,43 @@
+// Shared oneDNN plumbing of the cpu backend (dnnl_ops.cpp: fp32 matmul / conv; dnnl_lowp.cpp:
+// bf16 / int8): the process-wide engine, thread-local streams, per-thread scratch buffers,
+// activation post-ops and weight reorders.
+#pragma once
+
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "backends/backend.h"
+
+namespace duet::cpu {
+
+dnnl::engine& engine();
+dnnl::stream& stream();
+// Appends the fused activation (kNone: nothing).
+void append_activation(dnnl::post_ops& po, Activation act);
+// User-managed scratchpad + the activation post-op.
+dnnl::primitive_attr make_attr(Activation act);
+// Per-calling-thread buffers that only grow (during a Context's warm-up) and are then reused:
+// slot 0 is oneDNN's scratchpad, slot 1 the converted (bf16 / s8) activations, slot 2 runtime
+// output scales. 64-byte aligned.
+enum class ThreadBuffer { kScratchpad = 0, kActivations = 1, kScales = 2 };
+void* thread_buffer(ThreadBuffer slot, size_t bytes);
+inline void* thread_scratchpad(size_t bytes) {
+  return thread_buffer(ThreadBuffer::kScratchpad, bytes);
+}
+dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to_md);
+
+// Primitive creation for a new shape cannot fail for shapes the prepare step accepted; if
+// oneDNN disagrees that is an engine bug, reported loudly.
+template <typename F>
+decltype(auto) checked(F&& f) {
+  try {
+    return f();
+  } catch (const dnnl::error& e) {
+    std::fprintf(stderr, "duet: internal error: oneDNN primitive creation failed: %s\n", e.what());
+    std::abort();
+  }
+}
+
+}  // namespace duet::cpu

@@ -1,0 +1,288 @@
+// bf16 / int8 oneDNN matmul and bf16 convolution (see dnnl_lowp.h).
+#include "backends/cpu/dnnl_lowp.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "backends/cpu/dnnl_common.h"
+#include "ops/lowp.h"
+
+namespace duet::cpu {
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+constexpr int64_t kParallelMin = 1 << 15;  // elements below which conversion stays serial
+
+void convert_bf16(const float* x, int64_t n, uint16_t* y) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) y[i] = ops::bf16_bits(x[i]);
+}
+
+// Quantises x [n] with one symmetric scale (ops/lowp.h); returns the scale.
+float quantize_activations(const float* x, int64_t n, int8_t* q) {
+  float amax = 0.f;
+#pragma omp parallel for simd schedule(static) reduction(max : amax) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float s = ops::int8_scale(amax), inv = 1.f / s;
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) q[i] = ops::quantize_s8(x[i], inv);
+  return s;
+}
+
+struct LowpEntry {
+  dnnl::primitive prim;
+  memory::desc src_md, dst_md, scratch_md;
+  memory weights;  // packed for this primitive
+};
+
+// C memory handles per (calling thread, entry), created once and re-pointed per call (as in
+// dnnl_ops.cpp); the descriptors are re-checked because an entry address may be reused.
+struct Bound {
+  dnnl_memory_desc_t src_md{}, dst_md{};
+  size_t scratch_bytes = 0;
+  int64_t n_scales = 0;
+  dnnl_memory_t src = nullptr, dst = nullptr, scratch = nullptr, scales = nullptr;
+  void destroy() {
+    dnnl_memory_destroy(src);
+    dnnl_memory_destroy(dst);
+    dnnl_memory_destroy(scratch);
+    if (scales) dnnl_memory_destroy(scales);
+  }
+};
+
+struct BoundCache {
+  std::unordered_map<const void*, Bound> by_entry;
+  ~BoundCache() {
+    for (auto& [k, b] : by_entry) b.destroy();
+  }
+};
+
+Bound& bound(const LowpEntry& e, int64_t n_scales) {
+  thread_local BoundCache cache;
+  auto it = cache.by_entry.find(&e);
+  if (it != cache.by_entry.end() && dnnl_memory_desc_equal(&it->second.src_md, &e.src_md.data) &&
+      dnnl_memory_desc_equal(&it->second.dst_md, &e.dst_md.data) &&
+      it->second.scratch_bytes == e.scratch_md.get_size() && it->second.n_scales == n_scales)
+    return it->second;
+  if (it != cache.by_entry.end()) {
+    it->second.destroy();
+    cache.by_entry.erase(it);
+  }
+  Bound b;
+  b.src_md = e.src_md.data;
+  b.dst_md = e.dst_md.data;
+  b.scratch_bytes = e.scratch_md.get_size();
+  b.n_scales = n_scales;
+  dnnl_memory_create(&b.src, &e.src_md.data, engine().get(), DNNL_MEMORY_NONE);
+  dnnl_memory_create(&b.dst, &e.dst_md.data, engine().get(), DNNL_MEMORY_NONE);
+  dnnl_memory_create(&b.scratch, &e.scratch_md.data, engine().get(), DNNL_MEMORY_NONE);
+  if (n_scales > 0) {
+    const memory::desc smd({n_scales}, dt::f32, tag::x);
+    dnnl_memory_create(&b.scales, &smd.data, engine().get(), DNNL_MEMORY_NONE);
+  }
+  return cache.by_entry.emplace(&e, b).first->second;
+}
+
+// Executes e on converted activations `src`. bias: a matmul/conv bias argument, or (int8) the
+// binary post-op operand; scales: runtime output scales (n_scales floats) or null.
+void execute(const LowpEntry& e, const void* src, float* dst, const memory& bias,
+             bool bias_is_post_op, const float* scales, int64_t n_scales) {
+  Bound& b = bound(e, scales ? n_scales : 0);
+  dnnl_memory_set_data_handle(b.src, const_cast<void*>(src));
+  dnnl_memory_set_data_handle(b.dst, dst);
+  dnnl_memory_set_data_handle(b.scratch, thread_scratchpad(e.scratch_md.get_size()));
+  dnnl_exec_arg_t args[6];
+  int n = 0;
+  args[n++] = {DNNL_ARG_SRC, b.src};
+  args[n++] = {DNNL_ARG_WEIGHTS, e.weights.get()};
+  args[n++] = {DNNL_ARG_DST, b.dst};
+  args[n++] = {DNNL_ARG_SCRATCHPAD, b.scratch};
+  args[n++] = {
+      bias_is_post_op ? (DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1) : DNNL_ARG_BIAS,
+      bias.get()};
+  if (scales) {
+    dnnl_memory_set_data_handle(b.scales, const_cast<float*>(scales));
+    args[n++] = {DNNL_ARG_ATTR_OUTPUT_SCALES, b.scales};
+  }
+  const dnnl_status_t st = dnnl_primitive_execute(e.prim.get(), stream().get(), n, args);
+  if (st != dnnl_success) {
+    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n",
+                 static_cast<int>(st));
+    std::abort();
+  }
+}
+
+memory bias_memory(const float* b, const memory::dims& dims, int64_t n) {
+  memory m(memory::desc(dims, dt::f32, dims.size() == 1 ? tag::x : tag::ab), engine());
+  float* p = static_cast<float*>(m.get_data_handle());
+  for (int64_t i = 0; i < n; ++i) p[i] = b ? b[i] : 0.f;
+  return m;
+}
+
+constexpr int64_t kRepresentativeRows = 256;
+
+// ---- linear ------------------------------------------------------------------------------------
+
+class LowpLinear final : public PreparedLinear {
+ public:
+  memory plain;   // W^T [K, N] in "ba" order, bf16 or s8 (an owned copy: the reorder source)
+  memory packed;  // the representative primitive's layout
+  memory bias;    // [1, N] f32: matmul bias (bf16) or binary post-op operand (int8)
+  std::vector<float> w_scale;  // int8: [N]
+  mutable std::mutex mu;
+  mutable std::map<int64_t, LowpEntry> cache;  // by M
+
+  bool int8() const { return precision == Precision::kInt8; }
+
+  dnnl::matmul::primitive_desc make_pd(int64_t m) const {
+    const dt wdt = int8() ? dt::s8 : dt::bf16;
+    memory::desc src({m, in}, wdt, tag::ab), dst({m, out}, dt::f32, tag::ab);
+    memory::desc wei({in, out}, wdt, tag::any), b({1, out}, dt::f32, tag::ab);
+    dnnl::primitive_attr attr = make_attr(Activation::kNone);
+    dnnl::post_ops po;
+    if (int8()) {
+      attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+      po.append_binary(dnnl::algorithm::binary_add, b);
+    }
+    append_activation(po, act);
+    attr.set_post_ops(po);
+    if (int8())
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, dst), attr, engine());
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), attr, engine());
+  }
+  const LowpEntry& entry(int64_t m) const {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(m);
+    if (it != cache.end()) return it->second;
+    auto pd = make_pd(m);
+    LowpEntry e;
+    e.prim = dnnl::matmul(pd);
+    e.src_md = pd.src_desc();
+    e.dst_md = pd.dst_desc();
+    e.scratch_md = pd.scratchpad_desc();
+    e.weights =
+        pd.weights_desc() == packed.get_desc() ? packed : reorder_to(plain, pd.weights_desc());
+    return cache.emplace(m, std::move(e)).first->second;
+  }
+};
+
+// ---- conv --------------------------------------------------------------------------------------
+
+class Bf16Conv final : public PreparedConv {
+ public:
+  memory plain, packed, bias;
+  mutable std::mutex mu;
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, LowpEntry> cache;  // by (B, H, W)
+
+  dnnl::convolution_forward::primitive_desc make_pd(int64_t b, int64_t h, int64_t w) const {
+    const ConvDesc& d = desc;
+    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1,
+                  wo = (w + 2 * d.pad - d.k) / d.stride + 1;
+    memory::desc src({b, d.cin, h, w}, dt::bf16, tag::nchw);
+    memory::desc dst({b, d.cout, ho, wo}, dt::f32, d.tokens_out ? tag::nhwc : tag::nchw);
+    memory::desc wei({d.cout, d.cin, d.k, d.k}, dt::bf16, tag::any);
+    memory::desc bias_md({d.cout}, dt::f32, tag::x);
+    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference,
+                                       dnnl::algorithm::convolution_direct, src, wei, bias_md, dst,
+                                       {d.stride, d.stride}, {d.pad, d.pad}, {d.pad, d.pad});
+    return dnnl::convolution_forward::primitive_desc(cd, make_attr(d.act), engine());
+  }
+  const LowpEntry& entry(int64_t b, int64_t h, int64_t w) const {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto key = std::make_tuple(b, h, w);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    auto pd = make_pd(b, h, w);
+    LowpEntry e;
+    e.prim = dnnl::convolution_forward(pd);
+    e.src_md = pd.src_desc();
+    e.dst_md = pd.dst_desc();
+    e.scratch_md = pd.scratchpad_desc();
+    e.weights =
+        pd.weights_desc() == packed.get_desc() ? packed : reorder_to(plain, pd.weights_desc());
+    return cache.emplace(key, std::move(e)).first->second;
+  }
+};
+
+}  // namespace
+
+Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear_lowp(const LayerWeights& lw,
+                                                                 const float* b, int64_t out,
+                                                                 int64_t in, Activation act) {
+  if (lw.precision != Precision::kBF16 && lw.precision != Precision::kInt8)
+    return internal_error("dnnl_prepare_linear_lowp: precision must be bf16 or int8");
+  try {
+    auto op = std::make_unique<LowpLinear>();
+    op->out = out;
+    op->in = in;
+    op->act = act;
+    op->precision = lw.precision;
+    const bool q8 = lw.precision == Precision::kInt8;
+    // W [N, K] row-major is W^T [K, N] in "ba" order; copied so the caller's array may go away.
+    op->plain = memory(memory::desc({in, out}, q8 ? dt::s8 : dt::bf16, tag::ba), engine());
+    const size_t bytes = static_cast<size_t>(in * out) * (q8 ? 1 : 2);
+    std::memcpy(op->plain.get_data_handle(), q8 ? static_cast<const void*>(lw.s8) : lw.bf16, bytes);
+    op->packed = reorder_to(op->plain, op->make_pd(kRepresentativeRows).weights_desc());
+    op->bias = bias_memory(b, {1, out}, out);
+    if (q8) op->w_scale.assign(lw.scale, lw.scale + out);
+    return std::unique_ptr<PreparedLinear>(std::move(op));
+  } catch (const dnnl::error& e) {
+    return internal_error(std::string("oneDNN ") + precision_name(lw.precision) +
+                          " matmul setup failed: " + e.what());
+  }
+}
+
+void dnnl_linear_lowp(const PreparedLinear& p, const float* x, int64_t m, float* y) {
+  const auto& op = static_cast<const LowpLinear&>(p);
+  const LowpEntry& e = checked([&]() -> const LowpEntry& { return op.entry(m); });
+  const int64_t n = m * op.in;
+  if (op.int8()) {
+    auto* q = static_cast<int8_t*>(thread_buffer(ThreadBuffer::kActivations, n));
+    const float sx = quantize_activations(x, n, q);
+    auto* sc = static_cast<float*>(thread_buffer(ThreadBuffer::kScales, op.out * sizeof(float)));
+    for (int64_t o = 0; o < op.out; ++o) sc[o] = sx * op.w_scale[o];
+    execute(e, q, y, op.bias, /*bias_is_post_op=*/true, sc, op.out);
+  } else {
+    auto* xb = static_cast<uint16_t*>(thread_buffer(ThreadBuffer::kActivations, n * 2));
+    convert_bf16(x, n, xb);
+    execute(e, xb, y, op.bias, false, nullptr, 0);
+  }
+}
+
+Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv_bf16(const uint16_t* w, const float* b,
+                                                             const ConvDesc& d) {
+  try {
+    auto op = std::make_unique<Bf16Conv>();
+    op->desc = d;
+    op->precision = Precision::kBF16;
+    op->plain = memory(memory::desc({d.cout, d.cin, d.k, d.k}, dt::bf16, tag::oihw), engine());
+    std::memcpy(op->plain.get_data_handle(), w,
+                static_cast<size_t>(d.cout * d.cin * d.k * d.k) * 2);
+    const int64_t rep = 16 * d.stride;  // representative image side for the packed layout
+    op->packed = reorder_to(op->plain, op->make_pd(1, rep, rep).weights_desc());
+    op->bias = bias_memory(b, {d.cout}, d.cout);
+    return std::unique_ptr<PreparedConv>(std::move(op));
+  } catch (const dnnl::error& e) {
+    return internal_error(std::string("oneDNN bf16 convolution setup failed: ") + e.what());
+  }
+}
+
+void dnnl_conv2d_bf16(const PreparedConv& p, const float* x, int64_t b, int64_t h, int64_t w,
+                      float* y) {
+  const auto& op = static_cast<const Bf16Conv&>(p);
+  const LowpEntry& e = checked([&]() -> const LowpEntry& { return op.entry(b, h, w); });
+  const int64_t n = b * op.desc.cin * h * w;
+  auto* xb = static_cast<uint16_t*>(thread_buffer(ThreadBuffer::kActivations, n * 2));
+  convert_bf16(x, n, xb);
+  execute(e, xb, y, op.bias, false, nullptr, 0);
+}
+
+}  // namespace duet::cpu

@@ -1,0 +1,32 @@
+// Reduced-precision prepared ops of the cpu backend (oneDNN 2.6, AVX512-BF16 / VNNI kernels):
+//   bf16 linear : matmul src bf16 · weights bf16 (pre-packed) -> dst f32, fp32 accumulation,
+//                 bias + activation fused as today.
+//   int8 linear : matmul src s8 · weights s8 (pre-packed, per-output-channel scales) -> dst f32,
+//                 int32 accumulation; runtime output scales (mask: per N) = s_x · s_w[n], then
+//                 bias as a binary-add post-op (oneDNN 2.x would scale a matmul bias) and the
+//                 activation post-op.
+//   bf16 conv   : convolution src bf16 · weights bf16 -> dst f32, bias + activation fused.
+// Activations are converted per call (RNE; int8: one symmetric scale per call from max |x|)
+// into a per-thread buffer that grows during the Context warm-up and is then only reused; the
+// rounding is exactly ops/lowp.h's, so the reference twins (ops::linear_bf16 / linear_int8)
+// differ only by accumulation order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "backends/backend.h"
+
+namespace duet::cpu {
+
+Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear_lowp(const LayerWeights& w,
+                                                                 const float* b, int64_t out,
+                                                                 int64_t in, Activation act);
+void dnnl_linear_lowp(const PreparedLinear& op, const float* x, int64_t m, float* y);
+
+Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv_bf16(const uint16_t* w, const float* b,
+                                                             const ConvDesc& d);
+void dnnl_conv2d_bf16(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
+                      float* y);
+
+}  // namespace duet::cpu

@@ -1,0 +1,200 @@
+// Reduced precision, model level (tiny-demo fixture): bf16 / int8 eps stay close to fp32, the cpu
+// backend agrees with the reference backend at the same precision, a `duet quantize` checkpoint
+// reproduces load-time quantisation exactly, steady-state denoise does not allocate, and bad
+// quantised checkpoints / precision names give errors naming the file and field.
+//
+// Tolerances (relative L2 of eps = the fused prediction, refine = true, t = 500, batch 2):
+//   bf16 vs fp32 : <= 2e-2        int8 vs fp32 : <= 5e-2
+//   cpu vs reference backend at the same precision : <= 5e-3. Each op agrees to ~1e-6
+//   (test_precision.cpp), but the next layer re-rounds its input to bf16 / int8, so an
+//   accumulation-order difference that moves a value across a rounding boundary becomes a
+//   full bf16 ulp (2^-8 relative) or int8 step there; over the network this measures ~1.7e-3.
+//   quantised checkpoint vs load-time quantisation : bit-identical
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "duet/model.h"
+#include "duet/quantize.h"
+#include "test_util.h"
+
+namespace duet {
+namespace {
+
+const std::string kTiny = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+
+std::shared_ptr<const Model> load(const std::string& dir, Precision p,
+                                  BackendKind k = BackendKind::kCpu) {
+  LoadOptions lo;
+  lo.backend = k;
+  lo.precision = p;
+  auto m = Model::load(dir, lo);
+  EXPECT_TRUE(m.is_ok()) << m.status().to_string();
+  return m.is_ok() ? *m : nullptr;
+}
+
+// eps of one refine = true denoise at t = 500 on a fixed x, prompts "a boot", "a coat".
+std::vector<float> eps_of(const std::shared_ptr<const Model>& model) {
+  if (!model) return {};
+  const ModelConfig& cfg = model->config();
+  Tensor x = Tensor::zeros({2, cfg.image.channels, cfg.image.height, cfg.image.width});
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = nd(rng);
+  Tensor t = Tensor::zeros({2});
+  t.f32()[0] = t.f32()[1] = 500.f;
+  auto ps = model->encode_prompt({"a boot", "a coat"});
+  EXPECT_TRUE(ps.is_ok());
+  ContextOptions co;
+  co.max_batch = 2;
+  auto ctx = Context::create(model, co);
+  EXPECT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  if (!ctx.is_ok() || !ps.is_ok()) return {};
+  EXPECT_TRUE((*ctx)->denoise(x, t, *ps, true).is_ok());
+  const Tensor e = (*ctx)->eps();
+  return std::vector<float>(e.f32(), e.f32() + e.numel());
+}
+
+double rel_l2(const std::vector<float>& a, const std::vector<float>& ref) {
+  EXPECT_EQ(a.size(), ref.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < ref.size(); ++i) {
+    num += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    den += double(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+TEST(PrecisionModel, ReducedPrecisionStaysCloseToFp32) {
+  const auto f32 = eps_of(load(kTiny, Precision::kF32));
+  ASSERT_FALSE(f32.empty());
+  const auto bf16 = eps_of(load(kTiny, Precision::kBF16));
+  const auto int8 = eps_of(load(kTiny, Precision::kInt8));
+  const double e_bf16 = rel_l2(bf16, f32), e_int8 = rel_l2(int8, f32);
+  std::printf("[ precision ] tiny-demo eps rel-L2 vs fp32: bf16 %.3e, int8 %.3e\n", e_bf16, e_int8);
+  EXPECT_LE(e_bf16, 2e-2);
+  EXPECT_LE(e_int8, 5e-2);
+  EXPECT_GT(e_bf16, 0.0);  // really ran at reduced precision
+  EXPECT_GT(e_int8, e_bf16 * 0.5);
+}
+
+TEST(PrecisionModel, CpuMatchesReferenceBackendAtSamePrecision) {
+  for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+    const auto cpu = eps_of(load(kTiny, p, BackendKind::kCpu));
+    const auto ref = eps_of(load(kTiny, p, BackendKind::kReference));
+    const double e = rel_l2(cpu, ref);
+    std::printf("[ precision ] tiny-demo %s cpu vs reference rel-L2 %.3e\n", precision_name(p), e);
+    EXPECT_LE(e, 5e-3) << precision_name(p);
+  }
+}
+
+TEST(PrecisionModel, InfoNotesThePrecision) {
+  auto m = load(kTiny, Precision::kInt8);
+  ASSERT_TRUE(m);
+  bool found = false;
+  for (const auto& n : m->info().notes) found |= n.find("precision int8") != std::string::npos;
+  EXPECT_TRUE(found);
+}
+
+TEST(PrecisionModel, QuantizedCheckpointReproducesLoadTimeQuantisation) {
+  testing::TempDir tmp;
+  for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+    const std::string out = tmp.file(std::string("q-") + precision_name(p));
+    auto rep = quantize_checkpoint(kTiny, p, out);
+    ASSERT_TRUE(rep.is_ok()) << rep.status().to_string();
+    EXPECT_GT(rep->layers[static_cast<int>(p)], 0);
+    auto stored = checkpoint_precision(out);
+    ASSERT_TRUE(stored.is_ok());
+    ASSERT_TRUE(stored->has_value());
+    EXPECT_EQ(**stored, p);
+    const auto direct = eps_of(load(kTiny, p));
+    const auto from_file = eps_of(load(out, p));
+    ASSERT_EQ(direct.size(), from_file.size());
+    for (size_t i = 0; i < direct.size(); ++i)
+      ASSERT_EQ(direct[i], from_file[i]) << precision_name(p) << " element " << i;
+    // a quantised checkpoint also loads at fp32 (dequantised) and stays close
+    const auto deq = eps_of(load(out, Precision::kF32));
+    EXPECT_LE(rel_l2(deq, eps_of(load(kTiny, Precision::kF32))), 5e-2);
+    // quantising a quantised model is refused
+    auto again = quantize_checkpoint(out, p, tmp.file("again"));
+    ASSERT_FALSE(again.is_ok());
+    EXPECT_NE(again.status().message().find("already quantised"), std::string::npos);
+  }
+}
+
+TEST(PrecisionModel, DenoiseDoesNotGrowTheHeap) {
+  for (Precision p : {Precision::kBF16, Precision::kInt8}) {
+    auto model = load(kTiny, p);
+    ASSERT_TRUE(model);
+    ContextOptions co;
+    co.max_batch = 2;
+    auto ctx = Context::create(model, co);
+    ASSERT_TRUE(ctx.is_ok());
+    auto ps = model->encode_prompt({"a", "b"});
+    Tensor x = Tensor::zeros({2, 1, 28, 28}), t = Tensor::zeros({2});
+    for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = std::sin(0.37f * i);
+    t.f32()[0] = t.f32()[1] = 321.f;
+    for (int i = 0; i < 8; ++i) ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
+    const size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
+      EXPECT_EQ(mallinfo2().uordblks, before) << precision_name(p) << " after call " << i;
+    }
+  }
+}
+
+TEST(PrecisionModel, BadQuantizedCheckpointsAreClearErrors) {
+  testing::TempDir tmp;
+  const std::string q = tmp.file("q");
+  ASSERT_TRUE(quantize_checkpoint(kTiny, Precision::kInt8, q).is_ok());
+  // 1. unknown precision in config.json
+  {
+    std::string cfg = testing::read_file_bytes(q + "/config.json");
+    const std::string bad = tmp.file("badprec");
+    std::filesystem::create_directories(bad);
+    std::filesystem::copy_file(q + "/model.safetensors", bad + "/model.safetensors");
+    const std::string key = "\"precision\": \"int8\"";
+    const size_t at = cfg.find(key);
+    ASSERT_NE(at, std::string::npos) << cfg;
+    cfg.replace(at, key.size(), "\"precision\": \"int4\"");
+    testing::write_file(bad + "/config.json", cfg);
+    auto m = Model::load(bad);
+    ASSERT_FALSE(m.is_ok());
+    EXPECT_NE(m.status().message().find("quantization.precision"), std::string::npos)
+        << m.status().message();
+    EXPECT_NE(m.status().message().find("int4"), std::string::npos);
+  }
+  // 2. a scale tensor missing
+  {
+    auto f = SafetensorsFile::open(q + "/model.safetensors");
+    ASSERT_TRUE(f.is_ok());
+    std::vector<std::pair<std::string, Tensor>> kept;
+    std::string dropped;
+    for (const TensorEntry& e : f->tensors()) {
+      if (dropped.empty() && is_scale_tensor(e.name)) {
+        dropped = e.name;
+        continue;
+      }
+      kept.emplace_back(e.name, f->view(e.name).clone());
+    }
+    const std::string bad = tmp.file("noscale");
+    std::filesystem::create_directories(bad);
+    std::filesystem::copy_file(q + "/config.json", bad + "/config.json");
+    ASSERT_TRUE(write_safetensors(bad + "/model.safetensors", kept).is_ok());
+    auto m = Model::load(bad, {});
+    ASSERT_FALSE(m.is_ok());
+    EXPECT_NE(m.status().message().find("model.safetensors"), std::string::npos);
+    EXPECT_NE(m.status().message().find(dropped), std::string::npos) << m.status().message();
+  }
+  // 3. quantize into the source directory / to f32
+  EXPECT_FALSE(quantize_checkpoint(kTiny, Precision::kInt8, kTiny).is_ok());
+  EXPECT_FALSE(quantize_checkpoint(kTiny, Precision::kF32, tmp.file("f32")).is_ok());
+}
+
+}  // namespace
+}  // namespace duet
