@@ -104,6 +104,10 @@ struct ContextOptions {
   int64_t max_batch = 1;
   int64_t height = 0;  // 0 = config image.height
   int64_t width = 0;   // 0 = config image.width
+  // Cap on the bytes the Context plans (workspace + outputs + planning state, as estimated by
+  // Context::estimate_bytes); 0 = unlimited. Over it, create() returns kResourceExhausted
+  // before allocating any of it.
+  int64_t max_workspace_bytes = 0;
 };
 
 
@@ -113,6 +117,9 @@ class Context {
   // peak and creates the backend's primitives), so denoise itself never allocates.
   static Result<std::unique_ptr<Context>> create(std::shared_ptr<const Model> model,
                                                  const ContextOptions& opts = {});
+  // The bytes create(model, opts) will hold at its peak (scratch workspace, outputs, positional
+  // embedding, high-pass plan, the warm-up prompt), from the config alone: nothing is allocated.
+  static Result<int64_t> estimate_bytes(const Model& model, const ContextOptions& opts = {});
   ~Context();
 
   // x_t F32 [B, C, H, W] (B <= max_batch, H, W as planned), t F32 [B] real-valued timesteps,

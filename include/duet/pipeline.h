@@ -66,6 +66,25 @@ class Denoiser {
   // Must not allocate on the heap after prepare().
   virtual Status denoise(const float* x, const float* t, int batch, int height, int width,
                          const PromptEmbedding& prompts, bool refine, float* out) = 0;
+
+  // Optional, for callers that cache encoded prompts one text at a time (the server's prompt
+  // cache): a batch embedding whose row i is the single-text embedding rows[i] (each from
+  // encode({text})), without re-encoding; and an embedding's size in bytes (0 = unknown).
+  // The default reports kUnimplemented: callers then encode whole batches.
+  virtual Result<std::unique_ptr<PromptEmbedding>> concat(
+      const std::vector<const PromptEmbedding*>& rows) {
+    (void)rows;
+    return unimplemented("this denoiser cannot assemble prompt batches");
+  }
+  virtual int64_t embedding_bytes(const PromptEmbedding&) const { return 0; }
+  // Optional memory cap: prepare() refuses (kResourceExhausted, before allocating) a batch whose
+  // planned buffers would need more than `bytes` (0 = unlimited); estimate_bytes() says how much
+  // prepare(batch, height, width) needs (0 = unknown / no cap supported).
+  virtual void set_memory_limit(int64_t bytes) { (void)bytes; }
+  virtual Result<int64_t> estimate_bytes(int batch, int height, int width) const {
+    (void)batch, (void)height, (void)width;
+    return int64_t{0};
+  }
 };
 
 // Loads models/<name>/{config.json, model.safetensors} with the engine's model runtime.

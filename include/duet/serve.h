@@ -32,6 +32,16 @@ struct ServeOptions {
   double job_ttl_s = 600;     // finished async jobs are kept this long, then 410
   size_t max_body = 1 << 20;  // request body limit (413)
   bool log_requests = false;  // one line per request on stderr
+  // Slow and idle clients (docs/robustness.md). Each connection holds an HTTP worker while it
+  // delivers a request: one socket read may wait read_timeout_s, and the whole request (headers
+  // and body, timed from the connection's accept or its previous response) must arrive within
+  // request_deadline_s, or the server answers 408 and closes it (0 = no deadline). Idle
+  // keep-alive connections are closed after keep_alive_s; one connection serves at most
+  // keep_alive_max requests.
+  double read_timeout_s = 10;
+  double request_deadline_s = 20;
+  int keep_alive_s = 5;
+  int keep_alive_max = 100;
 };
 
 // True when this build links cpp-httplib (the server is available).

@@ -82,6 +82,9 @@ struct EngineStats {
   int64_t prompt_cache_misses = 0;
   int64_t prompt_cache_bytes = 0;
   int64_t prompt_cache_entries = 0;
+  int64_t prompt_cache_evictions = 0;
+  int64_t memory_limit_bytes = 0;  // the engine's workspace cap (0 = none)
+  int64_t memory_refused = 0;      // requests refused by validate() for the cap
 };
 
 class ImageEngine {
@@ -119,9 +122,13 @@ std::unique_ptr<ImageEngine> make_fake_engine(const FakeEngineOptions& opts = {}
 // merged into one batched Denoiser::denoise call per step, made on the engine thread (every call
 // into the Denoiser happens on the thread that calls run_batch).
 struct PipelineEngineOptions {
-  int64_t prompt_cache_bytes = 64 << 20;
-  int64_t bytes_per_prompt_row = 16384;  // estimated size of one encoded text (cache accounting)
+  int64_t prompt_cache_bytes = 64 << 20;  // LRU of single-prompt encodings (0 = no caching)
+  int64_t bytes_per_prompt_row = 16384;   // size of one encoded text when the model cannot say
   int threads = 0;  // OpenMP threads for the model on the engine thread (0 = runtime default)
+  // Cap on the model's planned buffers per denoiser batch (Denoiser::set_memory_limit; 0 =
+  // none): validate() refuses a request whose own batch would exceed it (kResourceExhausted),
+  // and larger merged batches are split into calls that fit.
+  int64_t max_memory_bytes = 0;
 };
 std::unique_ptr<ImageEngine> make_pipeline_engine(std::unique_ptr<Denoiser> model,
                                                   const PipelineEngineOptions& opts = {});

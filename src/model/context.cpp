@@ -48,20 +48,20 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   s.max_b = opts.max_batch;
   s.H = opts.height ? opts.height : cfg.image.height;
   s.W = opts.width ? opts.width : cfg.image.width;
-  if (s.max_b < 1 || s.max_b > 4096)
-    return invalid_argument("Context::create: max_batch must be in [1, 4096], got " +
-                            std::to_string(s.max_b));
-  const int64_t mult = std::max(cfg.backbone.patch, cfg.refiner_stride());
-  if (s.H < 1 || s.W < 1 || s.H % cfg.backbone.patch || s.W % cfg.backbone.patch ||
-      s.H % cfg.refiner_stride() || s.W % cfg.refiner_stride() || s.H > 8192 || s.W > 8192)
-    return invalid_argument("Context::create: image size " + std::to_string(s.H) + "x" +
-                            std::to_string(s.W) + " must be positive multiples of backbone.patch (" +
-                            std::to_string(cfg.backbone.patch) + ") and the refiner stride (" +
-                            std::to_string(cfg.refiner_stride()) + "), e.g. " +
-                            std::to_string(mult));
-  if (cfg.refiner_levels() > kMaxRefinerLevels)
-    return unimplemented("Context::create: more than " + std::to_string(kMaxRefinerLevels) +
-                         " refiner levels");
+  DUET_RETURN_IF_ERROR(check_context_options(cfg, s.max_b, s.H, s.W));
+  const int64_t limit = opts.max_workspace_bytes;
+  auto over_limit = [&](int64_t need) {
+    return resource_exhausted("Context::create: workspace for batch " + std::to_string(s.max_b) +
+                              " × " + std::to_string(s.W) + "×" + std::to_string(s.H) + " needs " +
+                              format_bytes(need) + ", over the " + format_bytes(limit) +
+                              " limit (--max-memory)");
+  };
+  if (limit < 0) return invalid_argument("Context::create: max_workspace_bytes must be >= 0");
+  if (limit > 0) {
+    DUET_ASSIGN_OR_RETURN(const int64_t need, estimate_bytes(*s.model, opts));
+    if (need > limit) return over_limit(need);
+    s.ws.set_limit(static_cast<size_t>(limit));
+  }
   const int64_t B = s.max_b, C = cfg.image.channels, D = cfg.backbone.width;
   s.c = Tensor::zeros({B, D});
   s.eps_s = Tensor::zeros({B, C, s.H, s.W});
@@ -74,21 +74,30 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
   DUET_ASSIGN_OR_RETURN(s.spectral, s.be->plan_spectral(s.H, s.W, s.hp_mask.data()));
 
   // Warm-up evaluation at the planned maximum: measures the workspace peak and makes the
-  // backend create its per-shape primitives, so later calls neither allocate nor plan.
-  DUET_ASSIGN_OR_RETURN(PromptState ps, s.model->encode_prompt(std::vector<std::string>(B, "")));
-  Tensor x = Tensor::zeros({B, C, s.H, s.W}), t = Tensor::zeros({B});
-  DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
-  if (!s.ws.commit()) {
-    std::string msg = "Context::create: cannot allocate ";
-    msg += std::to_string(s.ws.peak_bytes());
-    msg += " bytes of workspace for batch ";
-    msg += std::to_string(B);
-    msg += " at ";
-    msg += std::to_string(s.H);
-    msg += "x";
-    msg += std::to_string(s.W);
-    return resource_exhausted(msg);
+  // backend create its per-shape primitives, so later calls neither allocate nor plan. The
+  // measuring workspace throws WorkspaceExhausted instead of aborting (and stops at the limit).
+  auto fail = [&](const WorkspaceExhausted& e) {
+    if (e.over_limit) return over_limit(static_cast<int64_t>(e.total_bytes));
+    return resource_exhausted("Context::create: out of memory allocating " +
+                              format_bytes(static_cast<int64_t>(e.requested_bytes)) +
+                              " of workspace for batch " + std::to_string(B) + " at " +
+                              std::to_string(s.W) + "x" + std::to_string(s.H));
+  };
+  try {
+    DUET_ASSIGN_OR_RETURN(PromptState ps, s.model->encode_prompt(std::vector<std::string>(B, "")));
+    Tensor x = Tensor::zeros({B, C, s.H, s.W}), t = Tensor::zeros({B});
+    DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
+  } catch (const WorkspaceExhausted& e) {
+    return fail(e);
+  } catch (const std::bad_alloc&) {
+    return resource_exhausted("Context::create: out of memory planning batch " + std::to_string(B) +
+                              " at " + std::to_string(s.W) + "x" + std::to_string(s.H));
   }
+  if (!s.ws.commit())
+    return resource_exhausted("Context::create: cannot allocate " +
+                              format_bytes(static_cast<int64_t>(s.ws.peak_bytes())) +
+                              " of workspace for batch " + std::to_string(B) + " at " +
+                              std::to_string(s.W) + "x" + std::to_string(s.H));
   s.last_b = 0;
   return ctx;
 }

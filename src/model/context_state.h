@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "core/workspace.h"
 #include "model/model_impl.h"
@@ -30,6 +31,14 @@ struct Context::State {
     if (hook) hook(name, Tensor::view(data, std::move(shape)));
   }
 };
+
+// The option checks of Context::create / estimate_bytes (batch range, size multiples).
+Status check_context_options(const ModelConfig& cfg, int64_t B, int64_t H, int64_t W);
+// The workspace peak of one refining evaluation at B x H x W, without allocating
+// (context_plan.cpp; equals Workspace::peak_bytes() after the warm-up).
+int64_t plan_workspace_bytes(const Model::Impl& m, int64_t B, int64_t H, int64_t W);
+// "1.9 GiB", "12.0 MiB", ...
+std::string format_bytes(int64_t bytes);
 
 // eps_s [B, C, H, W] = Backbone(x [B, C, H, W], SiLU(c) [B, D], prompt)
 void backbone_forward(Context::State& s, const float* x, int64_t b, const float* c_silu,

@@ -12,6 +12,46 @@
 namespace duet {
 namespace {
 
+// Row-wise concatenation of prompt states of equal length (every tensor along dim 0).
+Result<PromptState> concat_prompt_states(const std::vector<const PromptState*>& parts) {
+  if (parts.empty()) return invalid_argument("concat: no prompt states");
+  const PromptState& f = *parts[0];
+  PromptState out;
+  out.length = f.length;
+  for (const PromptState* p : parts) {
+    if (p->length != f.length || p->k.size() != f.k.size() || p->v.size() != f.v.size() ||
+        p->sem.size() != f.sem.size())
+      return invalid_argument("concat: prompt states of different shapes");
+    out.batch += p->batch;
+  }
+  auto cat = [&](auto get) -> Tensor {
+    const Tensor& t0 = get(f);
+    Shape sh = t0.shape();
+    sh[0] = out.batch;
+    Tensor t = Tensor::zeros(sh, t0.dtype());
+    char* dst = static_cast<char*>(t.raw());
+    for (const PromptState* p : parts) {
+      const Tensor& src = get(*p);
+      std::memcpy(dst, src.raw(), src.nbytes());
+      dst += src.nbytes();
+    }
+    return t;
+  };
+  out.ids = cat([](const PromptState& p) -> const Tensor& { return p.ids; });
+  out.mask = cat([](const PromptState& p) -> const Tensor& { return p.mask; });
+  out.E = cat([](const PromptState& p) -> const Tensor& { return p.E; });
+  out.p = cat([](const PromptState& p) -> const Tensor& { return p.p; });
+  for (size_t i = 0; i < f.k.size(); ++i) {
+    out.k.push_back(cat([i](const PromptState& p) -> const Tensor& { return p.k[i]; }));
+    out.v.push_back(cat([i](const PromptState& p) -> const Tensor& { return p.v[i]; }));
+  }
+  for (size_t i = 0; i < f.sem.size(); ++i)
+    out.sem.push_back(cat([i](const PromptState& p) -> const Tensor& { return p.sem[i]; }));
+  for (const PromptState* p : parts)
+    out.key_mask.insert(out.key_mask.end(), p->key_mask.begin(), p->key_mask.end());
+  return out;
+}
+
 class ModelPrompt : public PromptEmbedding {
  public:
   explicit ModelPrompt(PromptState s) : state(std::move(s)) {}
@@ -43,6 +83,36 @@ class ModelDenoiser : public Denoiser {
     return std::unique_ptr<PromptEmbedding>(std::make_unique<ModelPrompt>(std::move(ps)));
   }
 
+  Result<std::unique_ptr<PromptEmbedding>> concat(
+      const std::vector<const PromptEmbedding*>& rows) override {
+    std::vector<const PromptState*> states;
+    for (const PromptEmbedding* e : rows) {
+      if (!e) return invalid_argument("concat: null prompt embedding");
+      states.push_back(&static_cast<const ModelPrompt*>(e)->state);
+    }
+    DUET_ASSIGN_OR_RETURN(PromptState ps, concat_prompt_states(states));
+    return std::unique_ptr<PromptEmbedding>(std::make_unique<ModelPrompt>(std::move(ps)));
+  }
+
+  int64_t embedding_bytes(const PromptEmbedding& e) const override {
+    const PromptState& s = static_cast<const ModelPrompt&>(e).state;
+    int64_t b = static_cast<int64_t>(s.ids.nbytes() + s.mask.nbytes() + s.E.nbytes() +
+                                     s.p.nbytes() + s.key_mask.size());
+    for (const auto* list : {&s.k, &s.v, &s.sem})
+      for (const Tensor& t : *list) b += static_cast<int64_t>(t.nbytes());
+    return b;
+  }
+
+  void set_memory_limit(int64_t bytes) override { memory_limit_ = bytes > 0 ? bytes : 0; }
+
+  Result<int64_t> estimate_bytes(int batch, int height, int width) const override {
+    ContextOptions co;
+    co.max_batch = batch;
+    co.height = height;
+    co.width = width;
+    return Context::estimate_bytes(*model_, co);
+  }
+
   Status prepare(int batch, int height, int width) override {
     if (ctx_ && ctx_->max_batch() >= batch && ctx_->height() == height && ctx_->width() == width)
       return Status::ok();
@@ -50,6 +120,7 @@ class ModelDenoiser : public Denoiser {
     co.max_batch = batch;
     co.height = height;
     co.width = width;
+    co.max_workspace_bytes = memory_limit_;
     ctx_.reset();
     DUET_ASSIGN_OR_RETURN(ctx_, Context::create(model_, co));
     x_ptr_ = t_ptr_ = nullptr;
@@ -95,6 +166,7 @@ class ModelDenoiser : public Denoiser {
   const float* t_ptr_ = nullptr;
   const float* eps_ = nullptr;
   int batch_ = 0, h_ = 0, w_ = 0;
+  int64_t memory_limit_ = 0;
 };
 
 }  // namespace

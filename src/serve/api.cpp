@@ -217,7 +217,15 @@ std::variant<ParsedGeneration, ApiError> parse_generation(const std::string& bod
   v = info.default_refine_every;
   if (!get_int(j, "refine_every", 0, 1000, &v, &err)) return err;
   r.refine_every = static_cast<int>(v);
-  if (Status st = engine.validate(r); !st.is_ok()) return bad("", st.message());
+  if (Status st = engine.validate(r); !st.is_ok()) {
+    ApiError e = bad("", st.message());
+    if (st.code() == StatusCode::kResourceExhausted) {  // over the server's memory cap
+      e.status = 413;
+      e.param = "n";
+      e.type = "resource_limit_error";
+    }
+    return e;
+  }
   return out;
 }
 

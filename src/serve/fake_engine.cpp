@@ -59,9 +59,9 @@ class FakeEngine : public ImageEngine {
     for (const auto& j : jobs) {
       out.emplace_back(ImageOutput{});
       const ImageRequest& r = *j.request;
-      const std::string key = serve::prompt_key({r.prompt, r.negative_prompt});
-      if (!cache_.get(key))
-        cache_.put(key, std::make_shared<FakeEmbedding>(2 * r.n), o_.prompt_bytes);
+      for (const std::string* text : {&r.prompt, &r.negative_prompt})  // one entry per prompt
+        if (!cache_.get(*text))
+          cache_.put(*text, std::make_shared<FakeEmbedding>(1), o_.prompt_bytes);
     }
     for (size_t i = 0; i < jobs.size(); ++i) {
       if (!o_.fail_marker.empty() &&
@@ -112,6 +112,7 @@ class FakeEngine : public ImageEngine {
     s.prompt_cache_misses = cache_.misses();
     s.prompt_cache_bytes = cache_.bytes();
     s.prompt_cache_entries = cache_.entries();
+    s.prompt_cache_evictions = cache_.evictions();
     return s;
   }
 

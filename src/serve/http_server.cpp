@@ -19,6 +19,7 @@
 #include <regex>
 
 #include "serve/api.h"
+#include "serve/conn_guard.h"
 #include "serve/jobs.h"
 #include "serve/metrics.h"
 #include "serve/webui.h"
@@ -138,6 +139,7 @@ struct Server::Impl {
   serve::Metrics metrics;
   std::unique_ptr<JobManager> jobs;
   httplib::Server http;
+  std::unique_ptr<serve::ConnectionGuard> guard;  // the request deadline (slow clients)
   std::thread listener;
   int port = 0;
   std::mutex mu;
@@ -305,6 +307,7 @@ void Server::Impl::install_routes() {
         send_error(res, 500, what, "", "server_error");
       });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    if (guard) guard->end_request(req.remote_addr, req.remote_port);
     const std::string route = route_label(req);
     metrics.count_request(route, res.status);
     if (opts.log_requests)
@@ -312,74 +315,87 @@ void Server::Impl::install_routes() {
                    res.status);
   });
 
-  http.Get("/", [](const httplib::Request&, httplib::Response& res) {
+  // Every route handler marks its connection busy for the request deadline (ConnectionGuard).
+  using Handler = httplib::Server::Handler;
+  auto guarded = [this](Handler h) -> Handler {
+    return [this, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
+      if (guard) guard->begin_handler(req.remote_addr, req.remote_port);
+      h(req, res);
+    };
+  };
+  auto get = [&](const std::string& p, Handler h) { http.Get(p, guarded(std::move(h))); };
+  auto post = [&](const std::string& p, Handler h) { http.Post(p, guarded(std::move(h))); };
+  auto del = [&](const std::string& p, Handler h) { http.Delete(p, guarded(std::move(h))); };
+
+  get("/", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(serve::webui_html(), "text/html; charset=utf-8");
   });
-  http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, R"({"status":"ok"})");
   });
-  http.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+  get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
     if (jobs->draining()) return send_json(res, 503, R"({"status":"draining"})");
     send_json(res, 200, R"({"status":"ready"})");
   });
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics.render(jobs->gauges(), engine->stats()),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
-  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     send_json(res, 200, serve::models_json(engine->info()));
   });
-  http.Post("/v1/images/generations",
-            [this](const httplib::Request& req, httplib::Response& res) { generations(req, res); });
-  http.Post("/v1/jobs",
-            [this](const httplib::Request& req, httplib::Response& res) { create_job(req, res); });
-  http.Get(R"(/v1/jobs/([A-Za-z0-9_]+))",
-           [this](const httplib::Request& req, httplib::Response& res) {
-             if (auto job = lookup(req.matches[1], res)) send_json(res, 200, serve::job_json(*job));
-           });
-  http.Delete(
-      R"(/v1/jobs/([A-Za-z0-9_]+))", [this](const httplib::Request& req, httplib::Response& res) {
-        auto job = lookup(req.matches[1], res);
-        if (!job) return;
-        if (!jobs->cancel(job, "cancelled by the client"))
-          return send_error(res, 409, "job " + job->id + " has already finished", "id", "conflict");
-        send_json(res, 200, serve::job_json(*job));
-      });
-  http.Get(R"(/v1/jobs/([A-Za-z0-9_]+)/images/(\d{1,4})\.png)", [this](const httplib::Request& req,
-                                                                       httplib::Response& res) {
+  post("/v1/images/generations",
+       [this](const httplib::Request& req, httplib::Response& res) { generations(req, res); });
+  post("/v1/jobs",
+       [this](const httplib::Request& req, httplib::Response& res) { create_job(req, res); });
+  get(R"(/v1/jobs/([A-Za-z0-9_]+))", [this](const httplib::Request& req, httplib::Response& res) {
+    if (auto job = lookup(req.matches[1], res)) send_json(res, 200, serve::job_json(*job));
+  });
+  del(R"(/v1/jobs/([A-Za-z0-9_]+))", [this](const httplib::Request& req, httplib::Response& res) {
     auto job = lookup(req.matches[1], res);
     if (!job) return;
-    const int k = std::stoi(req.matches[2]);
-    {
-      std::lock_guard<std::mutex> lock(job->mu);
-      if (job->state != JobState::kSucceeded)
-        return send_error(res, 409,
-                          std::string("job is ") + serve::job_state_name(job->state) +
-                              "; images exist once it has succeeded",
-                          "id", "conflict");
-    }
-    if (k >= job->request.n)
-      return send_error(res, 404, "the job has " + std::to_string(job->request.n) + " images", "k",
-                        "not_found_error");
-    auto png = serve::job_png(*job, k);
-    if (!png.is_ok()) return send_error(res, 500, png.status().message());
-    res.set_header("Content-Disposition",
-                   "inline; filename=\"" + job->id + "-" + std::to_string(k) + ".png\"");
-    res.set_content(*png, "image/png");
+    if (!jobs->cancel(job, "cancelled by the client"))
+      return send_error(res, 409, "job " + job->id + " has already finished", "id", "conflict");
+    send_json(res, 200, serve::job_json(*job));
   });
-  http.Get(R"(/v1/jobs/([A-Za-z0-9_]+)/events)",
-           [this](const httplib::Request& req, httplib::Response& res) {
-             if (auto job = lookup(req.matches[1], res)) events(job, res);
-           });
+  get(R"(/v1/jobs/([A-Za-z0-9_]+)/images/(\d{1,4})\.png)",
+      [this](const httplib::Request& req, httplib::Response& res) {
+        auto job = lookup(req.matches[1], res);
+        if (!job) return;
+        const int k = std::stoi(req.matches[2]);
+        {
+          std::lock_guard<std::mutex> lock(job->mu);
+          if (job->state != JobState::kSucceeded)
+            return send_error(res, 409,
+                              std::string("job is ") + serve::job_state_name(job->state) +
+                                  "; images exist once it has succeeded",
+                              "id", "conflict");
+        }
+        if (k >= job->request.n)
+          return send_error(res, 404, "the job has " + std::to_string(job->request.n) + " images",
+                            "k", "not_found_error");
+        auto png = serve::job_png(*job, k);
+        if (!png.is_ok()) return send_error(res, 500, png.status().message());
+        res.set_header("Content-Disposition",
+                       "inline; filename=\"" + job->id + "-" + std::to_string(k) + ".png\"");
+        res.set_content(*png, "image/png");
+      });
+  get(R"(/v1/jobs/([A-Za-z0-9_]+)/events)",
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (auto job = lookup(req.matches[1], res)) events(job, res);
+      });
 }
 
 Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<ImageEngine> engine,
                                               const ServeOptions& options) {
   if (!engine) return invalid_argument("no engine");
   if (options.max_queue < 1 || options.max_batch < 1 || options.http_threads < 1 ||
-      !(options.timeout_s > 0) || !(options.job_ttl_s >= 0) || options.max_body < 1)
+      !(options.timeout_s > 0) || !(options.job_ttl_s >= 0) || options.max_body < 1 ||
+      !(options.read_timeout_s > 0) || !(options.request_deadline_s >= 0) ||
+      options.keep_alive_s < 1 || options.keep_alive_max < 1)
     return invalid_argument(
-        "serve options: max-queue, max-batch, threads, timeout and max-body must be positive");
+        "serve options: max-queue, max-batch, threads, timeout, max-body, read-timeout and "
+        "keep-alive must be positive (request-deadline >= 0)");
   auto impl = std::make_unique<Impl>();
   impl->engine = std::move(engine);
   impl->opts = options;
@@ -387,9 +403,11 @@ Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<ImageEngine> engin
   const int threads = options.http_threads;
   impl->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   impl->http.set_payload_max_length(options.max_body);
-  impl->http.set_read_timeout(30);
+  auto usec = [](double s) { return std::chrono::microseconds(static_cast<int64_t>(s * 1e6)); };
+  impl->http.set_read_timeout(usec(options.read_timeout_s));
   impl->http.set_write_timeout(30);
-  impl->http.set_keep_alive_timeout(5);
+  impl->http.set_keep_alive_timeout(options.keep_alive_s);
+  impl->http.set_keep_alive_max_count(static_cast<size_t>(options.keep_alive_max));
   impl->install_routes();
   if (options.port == 0) {
     impl->port = impl->http.bind_to_any_port(options.host);
@@ -400,6 +418,8 @@ Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<ImageEngine> engin
     impl->port = options.port;
   }
   Impl* raw = impl.get();
+  impl->guard = std::make_unique<serve::ConnectionGuard>(
+      impl->port, options.request_deadline_s, [raw] { raw->metrics.count_slow_close(); });
   impl->listener = std::thread([raw] { raw->http.listen_after_bind(); });
   for (int i = 0; i < 500 && !impl->http.is_running(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -427,6 +447,7 @@ int Server::shutdown(std::chrono::milliseconds deadline) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   impl_->http.stop();
   if (impl_->listener.joinable()) impl_->listener.join();
+  if (impl_->guard) impl_->guard->stop();
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->cancelled = cancelled;
   impl_->done = true;

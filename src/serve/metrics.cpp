@@ -111,12 +111,23 @@ std::string Metrics::render(const QueueGauges& q, const EngineStats& e) {
          static_cast<double>(e.prompt_cache_bytes));
   scalar(&out, "duet_prompt_cache_entries", "gauge", "Entries in the prompt cache.",
          static_cast<double>(e.prompt_cache_entries));
+  scalar(&out, "duet_prompt_cache_evictions_total", "counter",
+         "Prompt cache entries evicted (least recently used first).",
+         static_cast<double>(e.prompt_cache_evictions));
+  scalar(&out, "duet_memory_limit_bytes", "gauge", "Model workspace cap (0 = none).",
+         static_cast<double>(e.memory_limit_bytes));
+  scalar(&out, "duet_memory_refused_total", "counter",
+         "Requests refused up front because they would exceed the memory cap.",
+         static_cast<double>(e.memory_refused));
   scalar(&out, "duet_rejected_total", "counter", "Requests rejected with 429 (queue full).",
          static_cast<double>(rejected_.load()));
   scalar(&out, "duet_cancelled_total", "counter", "Jobs cancelled (DELETE, disconnect, drain).",
          static_cast<double>(cancelled_.load()));
   scalar(&out, "duet_timeouts_total", "counter", "Jobs that ran past their timeout.",
          static_cast<double>(timeouts_.load()));
+  scalar(&out, "duet_slow_connections_closed_total", "counter",
+         "Connections closed for missing the request deadline (slow or idle clients).",
+         static_cast<double>(slow_closed_.load()));
   scalar(&out, "duet_images_total", "counter", "Images generated.",
          static_cast<double>(images_.load()));
   return out;

@@ -48,6 +48,7 @@ class Metrics {
   void count_timeout() { timeouts_.fetch_add(1); }
   void count_outcome(const std::string& state);
   void count_images(int n) { images_.fetch_add(n); }
+  void count_slow_close() { slow_closed_.fetch_add(1); }
 
   std::string render(const QueueGauges& q, const EngineStats& e);
 
@@ -56,7 +57,7 @@ class Metrics {
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, uint64_t> outcomes_;
   Histogram queue_wait_, run_time_, batch_images_, batch_requests_;
-  std::atomic<uint64_t> rejected_{0}, cancelled_{0}, timeouts_{0}, images_{0};
+  std::atomic<uint64_t> rejected_{0}, cancelled_{0}, timeouts_{0}, images_{0}, slow_closed_{0};
   // denoiser evaluations/s over the interval since the previous scrape
   double last_scrape_s_ = -1;
   int64_t last_evals_ = 0;

@@ -5,11 +5,19 @@
 // Denoiser::denoise over all their rows (prompts concatenated in the same row order). A
 // request's rows therefore see exactly the inputs they would see alone; its images are identical
 // whenever the model's per-row output does not depend on the other rows of the batch.
+//
+// Prompts: every distinct text is encoded alone (encode({text})) and kept in the LRU prompt
+// cache; a group's per-row prompt state is assembled from those entries (Denoiser::concat), so a
+// cached prompt is never re-encoded and a row's prompt state is the same whichever batch it is
+// in and whether or not the cache holds it. Memory: with a cap, a round's rows are split into
+// groups whose planned model buffers fit it (Denoiser::estimate_bytes).
 #include <omp.h>
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -33,20 +41,22 @@ class ProxyEmbedding : public PromptEmbedding {
 };
 
 struct Counters {
-  std::atomic<int64_t> evaluations{0}, rows{0};
+  std::atomic<int64_t> evaluations{0}, rows{0}, memory_refused{0};
 };
 
 // The barrier that merges the participants' denoiser calls.
 class Lockstep {
  public:
+  // max_rows(h, w): the most rows one model call may take at that size (memory cap).
   Lockstep(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row, int participants,
-           Counters& counters)
+           Counters& counters, std::function<int(int, int)> max_rows)
       : real_(real),
         cache_(cache),
         bytes_per_row_(bytes_per_row),
         slots_(participants),
         active_(participants),
-        counters_(counters) {}
+        counters_(counters),
+        max_rows_(std::move(max_rows)) {}
 
   void set_texts(int i, std::vector<std::string> texts) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -109,11 +119,15 @@ class Lockstep {
     for (size_t i = 0; i < slots_.size(); ++i) {
       if (!slots_[i].submitted || handled[i]) continue;
       std::vector<int> group;
+      const int cap = max_rows_ ? max_rows_(slots_[i].h, slots_[i].w) : 0;  // 0 = no cap
+      int rows = 0;
       for (size_t j = i; j < slots_.size(); ++j) {
         const Slot &a = slots_[i], &b = slots_[j];
-        if (b.submitted && !handled[j] && a.h == b.h && a.w == b.w && a.refine == b.refine) {
+        if (b.submitted && !handled[j] && a.h == b.h && a.w == b.w && a.refine == b.refine &&
+            (group.empty() || cap <= 0 || rows + b.batch <= cap)) {
           group.push_back(static_cast<int>(j));
           handled[j] = true;
+          rows += b.batch;
         }
       }
       Status st = run_group(group);
@@ -139,18 +153,14 @@ class Lockstep {
     }
     if (static_cast<int>(texts.size()) != rows)
       return internal_error("lockstep batch: texts do not match the rows");
-    const std::string key = serve::prompt_key(texts);
-    // Within a batch the same composition recurs every step: look it up in the shared cache
-    // (and count a hit or miss) only the first time.
-    std::shared_ptr<PromptEmbedding>& memo = memo_[key];
-    std::shared_ptr<PromptEmbedding> emb = memo ? memo : cache_.get(key);
-    if (!emb) {
-      auto e = real_.encode(texts);
+    // Within a batch the same composition recurs every step: assemble it once.
+    std::shared_ptr<PromptEmbedding>& memo = memo_[serve::prompt_key(texts)];
+    if (!memo) {
+      auto e = assemble(texts);
       if (!e.is_ok()) return e.status();
-      emb = std::shared_ptr<PromptEmbedding>(std::move(e).value());
-      cache_.put(key, emb, bytes_per_row_ * rows);
+      memo = std::move(e).value();
     }
-    memo = emb;
+    const std::shared_ptr<PromptEmbedding> emb = memo;
     if (prepared_rows_ != rows || prepared_h_ != h || prepared_w_ != w) {
       DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
       prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
@@ -184,6 +194,41 @@ class Lockstep {
     return Status::ok();
   }
 
+  // The batch's prompt state, one row per text: each distinct text from the cache or encoded
+  // alone (and cached), then concatenated. A denoiser without concat() gets the whole batch
+  // encoded at once, uncached.
+  Result<std::shared_ptr<PromptEmbedding>> assemble(const std::vector<std::string>& texts) {
+    if (concat_ok_) {
+      std::map<std::string, std::shared_ptr<PromptEmbedding>> parts;
+      std::vector<const PromptEmbedding*> rows;
+      for (const std::string& text : texts) {
+        std::shared_ptr<PromptEmbedding>& part = parts[text];
+        if (!part) part = lookup_or_encode(text);
+        if (!part) return last_error_;
+        rows.push_back(part.get());
+      }
+      auto cat = real_.concat(rows);
+      if (cat.is_ok()) return std::shared_ptr<PromptEmbedding>(std::move(cat).value());
+      if (cat.status().code() != StatusCode::kUnimplemented) return cat.status();
+      concat_ok_ = false;
+    }
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<PromptEmbedding> e, real_.encode(texts));
+    return std::shared_ptr<PromptEmbedding>(std::move(e));
+  }
+
+  std::shared_ptr<PromptEmbedding> lookup_or_encode(const std::string& text) {
+    if (auto hit = cache_.get(text)) return hit;
+    auto e = real_.encode({text});
+    if (!e.is_ok()) {
+      last_error_ = e.status();
+      return nullptr;
+    }
+    std::shared_ptr<PromptEmbedding> emb(std::move(e).value());
+    const int64_t bytes = real_.embedding_bytes(*emb);
+    cache_.put(text, emb, bytes > 0 ? bytes : bytes_per_row_);
+    return emb;
+  }
+
   Denoiser& real_;
   serve::PromptCache& cache_;
   int64_t bytes_per_row_;
@@ -196,6 +241,9 @@ class Lockstep {
   std::vector<float> x_, t_, out_;
   std::map<std::string, std::shared_ptr<PromptEmbedding>> memo_;
   Counters& counters_;
+  std::function<int(int, int)> max_rows_;
+  bool concat_ok_ = true;
+  Status last_error_;
 };
 
 class ProxyDenoiser : public Denoiser {
@@ -219,6 +267,16 @@ class ProxyDenoiser : public Denoiser {
   int index_;
   const DenoiserInfo& info_;
 };
+
+std::string format_mib(int64_t bytes) {
+  char buf[48];
+  const double b = static_cast<double>(bytes);
+  if (b >= 1024.0 * 1024 * 1024)
+    std::snprintf(buf, sizeof buf, "%.1f GiB", b / (1024.0 * 1024 * 1024));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f MiB", b / (1024.0 * 1024));
+  return buf;
+}
 
 GenerateParams to_generate_params(const ImageRequest& r) {
   GenerateParams p;
@@ -244,6 +302,7 @@ class PipelineEngine : public ImageEngine {
  public:
   PipelineEngine(std::unique_ptr<Denoiser> model, const PipelineEngineOptions& o)
       : model_(std::move(model)), opts_(o), cache_(o.prompt_cache_bytes) {
+    model_->set_memory_limit(o.max_memory_bytes);
     const DenoiserInfo& d = model_->info();
     info_.model = d.name;
     info_.channels = d.channels;
@@ -261,12 +320,45 @@ class PipelineEngine : public ImageEngine {
   const EngineInfo& info() const override { return info_; }
 
   Status validate(const ImageRequest& r) const override {
-    return validate_generate_params(to_generate_params(r), model_->info());
+    DUET_RETURN_IF_ERROR(validate_generate_params(to_generate_params(r), model_->info()));
+    if (opts_.max_memory_bytes <= 0) return Status::ok();
+    // The request's own rows (2n with guidance) must fit the cap; larger batches are split.
+    const int rows = r.n * (r.cfg_scale != 1.0f ? 2 : 1);
+    auto need = model_->estimate_bytes(rows, r.height, r.width);
+    if (!need.is_ok()) return need.status();
+    if (*need > opts_.max_memory_bytes) {
+      counters_.memory_refused.fetch_add(1);
+      return resource_exhausted(
+          "n " + std::to_string(r.n) + " × " + std::to_string(r.width) + "×" +
+          std::to_string(r.height) + (rows > r.n ? " with guidance (batch " : " (batch ") +
+          std::to_string(rows) + ") needs " + format_mib(*need) + " of model workspace, over the " +
+          format_mib(opts_.max_memory_bytes) + " limit (--max-memory)");
+    }
+    return Status::ok();
+  }
+
+  // The most rows one model call at h × w may take under the cap (0 = no cap); memoised.
+  int max_rows(int h, int w) {
+    if (opts_.max_memory_bytes <= 0) return 0;
+    std::lock_guard<std::mutex> lock(rows_mu_);
+    int& m = max_rows_[{h, w}];
+    if (m > 0) return m;
+    int lo = 1, hi = 4096;  // the largest batch that fits (at least 1: validate() vets rows)
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      auto need = model_->estimate_bytes(mid, h, w);
+      if (need.is_ok() && *need <= opts_.max_memory_bytes)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    return m = lo;
   }
 
   std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) override {
     const int n = static_cast<int>(jobs.size());
-    Lockstep ls(*model_, cache_, opts_.bytes_per_prompt_row, n, counters_);
+    Lockstep ls(*model_, cache_, opts_.bytes_per_prompt_row, n, counters_,
+                [this](int h, int w) { return max_rows(h, w); });
     std::vector<Result<ImageOutput>> out(n, Result<ImageOutput>(internal_error("not run")));
     const DenoiserInfo& dinfo = model_->info();
     auto body = [&](int i) {
@@ -300,6 +392,9 @@ class PipelineEngine : public ImageEngine {
     s.prompt_cache_misses = cache_.misses();
     s.prompt_cache_bytes = cache_.bytes();
     s.prompt_cache_entries = cache_.entries();
+    s.prompt_cache_evictions = cache_.evictions();
+    s.memory_limit_bytes = opts_.max_memory_bytes;
+    s.memory_refused = counters_.memory_refused.load();
     return s;
   }
 
@@ -325,7 +420,9 @@ class PipelineEngine : public ImageEngine {
   PipelineEngineOptions opts_;
   EngineInfo info_;
   serve::PromptCache cache_;
-  Counters counters_;
+  mutable Counters counters_;
+  std::mutex rows_mu_;
+  std::map<std::pair<int, int>, int> max_rows_;
 };
 
 }  // namespace

@@ -28,6 +28,7 @@ void PromptCache::put(const std::string& key, std::shared_ptr<PromptEmbedding> v
     bytes_ -= lru_.back().bytes;
     index_.erase(lru_.back().key);
     lru_.pop_back();
+    ++evictions_;
   }
   lru_.push_front({key, std::move(value), bytes});
   index_[key] = lru_.begin();
@@ -49,6 +50,17 @@ int64_t PromptCache::bytes() const {
 int64_t PromptCache::entries() const {
   std::lock_guard<std::mutex> lock(mu_);
   return static_cast<int64_t>(lru_.size());
+}
+
+int64_t PromptCache::evictions() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return evictions_;
+}
+std::vector<std::string> PromptCache::keys() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> k;
+  for (const Entry& e : lru_) k.push_back(e.key);
+  return k;
 }
 
 std::string prompt_key(const std::vector<std::string>& texts) {

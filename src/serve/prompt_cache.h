@@ -1,4 +1,6 @@
-// An LRU cache of encoded prompts bounded in bytes (thread-safe).
+// An LRU cache of encoded prompts bounded in bytes (thread-safe). The serve engines key it by
+// one prompt text each (the pipeline engine stores single-text embeddings and assembles a
+// batch's per-row prompt state from them).
 #pragma once
 
 #include <cstdint>
@@ -7,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "duet/pipeline.h"
 
@@ -26,6 +29,10 @@ class PromptCache {
   int64_t misses() const;
   int64_t bytes() const;
   int64_t entries() const;
+  int64_t evictions() const;
+  int64_t capacity() const { return capacity_; }
+  // Keys from most to least recently used (tests, debugging).
+  std::vector<std::string> keys() const;
 
  private:
   struct Entry {
@@ -35,7 +42,7 @@ class PromptCache {
   };
   mutable std::mutex mu_;
   int64_t capacity_;
-  int64_t bytes_ = 0, hits_ = 0, misses_ = 0;
+  int64_t bytes_ = 0, hits_ = 0, misses_ = 0, evictions_ = 0;
   std::list<Entry> lru_;  // front = most recent
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
 };

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -290,4 +291,57 @@ TEST(HardeningServe, ManyConnectionsAndSlowClients) {
                 std::chrono::duration<double>(Clock::now() - t0).count());
   }
   EXPECT_TRUE(healthy(port, 10000)) << "server did not recover after slow clients closed";
+}
+
+// Slowloris: more tricklers than worker threads, each sending one header byte every 100 ms (well
+// inside the read timeout, so only the request deadline can end them). A normal request must
+// still be answered within deadline + scan period + margin, the tricklers get 408 or a closed
+// connection, and the server counts them.
+TEST(HardeningServe, RequestDeadlineEndsSlowloris) {
+  duet::ServeOptions o;
+  o.http_threads = 4;
+  o.read_timeout_s = 5;
+  o.request_deadline_s = 2;
+  auto s = start_or_skip(o);
+  if (!s) GTEST_SKIP() << "this build has no HTTP server (cpp-httplib not linked)";
+  const int port = s->port;
+  constexpr int kSlow = 6;
+  std::vector<std::unique_ptr<Conn>> slow;
+  for (int i = 0; i < kSlow; ++i) slow.push_back(std::make_unique<Conn>(port));
+  std::atomic<bool> stop{false};
+  std::vector<std::string> got(kSlow);
+  std::thread trickler([&] {
+    const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    for (size_t k = 0; !stop && k < 200; ++k) {
+      for (auto& c : slow) c->send_all(std::string(1, k < head.size() ? head[k] : 'a'));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  // Every worker is held now; the tricklers reach the deadline ~1.2 s after this request starts,
+  // well before the request's own clock (started when it connects) would.
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  const auto t0 = Clock::now();
+  const bool served = healthy(port, 8000);
+  const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("[ slowloris ] %d tricklers on %d threads, deadline %.0f s: /healthz %s in %.2fs\n",
+              kSlow, o.http_threads, o.request_deadline_s, served ? "served" : "NOT served",
+              waited);
+  EXPECT_TRUE(served);
+  EXPECT_LT(waited, o.request_deadline_s + 1.5);
+  stop = true;
+  trickler.join();
+  int ended = 0;
+  for (int i = 0; i < kSlow; ++i) {
+    got[i] = slow[i]->read_response(2000);
+    const int st = status_of(got[i]);
+    ended += st == 408 || st == 0;  // answered 408, or closed
+    EXPECT_TRUE(st == 408 || st == 0) << got[i];
+  }
+  EXPECT_EQ(ended, kSlow);
+#ifdef DUET_TEST_HAVE_HTTP
+  auto c = s->client();
+  const auto met = c->Get("/metrics");
+  ASSERT_TRUE(met);
+  EXPECT_GE(duet::testing::metric_value(met->body, "duet_slow_connections_closed_total"), kSlow);
+#endif
 }

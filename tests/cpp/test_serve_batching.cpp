@@ -12,6 +12,7 @@
 
 #include "duet/pipeline.h"
 #include "duet/serve_engine.h"
+#include "serve/prompt_cache.h"
 
 namespace duet::testing {
 namespace {
@@ -49,6 +50,20 @@ class RowDenoiser : public Denoiser {
     ++calls_->encodes;
     return std::unique_ptr<PromptEmbedding>(std::make_unique<RowEmbedding>(std::move(h)));
   }
+  Result<std::unique_ptr<PromptEmbedding>> concat(
+      const std::vector<const PromptEmbedding*>& rows) override {
+    if (!concat_) return Denoiser::concat(rows);
+    std::vector<uint32_t> h;
+    for (const PromptEmbedding* e : rows) {
+      const auto& r = static_cast<const RowEmbedding*>(e)->hashes();
+      h.insert(h.end(), r.begin(), r.end());
+    }
+    return std::unique_ptr<PromptEmbedding>(std::make_unique<RowEmbedding>(std::move(h)));
+  }
+  int64_t embedding_bytes(const PromptEmbedding& e) const override {
+    return 1000 * static_cast<int64_t>(e.batch());
+  }
+  void set_concat(bool on) { concat_ = on; }
   Status prepare(int, int, int) override { return Status::ok(); }
   Status denoise(const float* x, const float* t, int batch, int height, int width,
                  const PromptEmbedding& prompts, bool refine, float* out) override {
@@ -68,6 +83,7 @@ class RowDenoiser : public Denoiser {
  private:
   DenoiserInfo info_;
   Calls* calls_;
+  bool concat_ = true;
 };
 
 ImageRequest req(const std::string& prompt, int64_t seed, float cfg, int n) {
@@ -123,10 +139,13 @@ TEST(ServeBatching, BatchedImagesEqualSoloImages) {
   // One batched denoiser call per step, with all rows: 2*2 + 1 + 2*3 = 11.
   ASSERT_EQ(calls.rows.size(), solo_calls + 6);
   for (size_t k = solo_calls; k < calls.rows.size(); ++k) EXPECT_EQ(calls.rows[k], 11);
-  // The same batch again: its combined prompt comes from the cache.
+  // The same batch again: every prompt (4 distinct texts) comes from the cache, none is encoded.
   const EngineStats before = engine->stats();
+  const int encodes = calls.encodes;
   auto again = run(*engine, reqs);
-  EXPECT_EQ(engine->stats().prompt_cache_hits, before.prompt_cache_hits + 1);
+  EXPECT_EQ(engine->stats().prompt_cache_hits, before.prompt_cache_hits + 4);
+  EXPECT_EQ(engine->stats().prompt_cache_misses, before.prompt_cache_misses);
+  EXPECT_EQ(calls.encodes, encodes);
   for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(again[i]->pixels, solo[i]);
 }
 
@@ -174,6 +193,99 @@ TEST(ServeBatching, ValidationUsesThePipelineRules) {
   EXPECT_EQ(engine->batch_key(req("a", 1, 4, 1)), engine->batch_key(req("b", 2, 9, 3)));
 }
 
+// ---- the prompt cache: one entry per prompt text ------------------------------------------------
+
+TEST(PromptCache, LruByBytes) {
+  serve::PromptCache c(3000);
+  auto e = std::make_shared<RowEmbedding>(std::vector<uint32_t>{1});
+  c.put("a", e, 1000);
+  c.put("b", e, 1000);
+  c.put("c", e, 1000);
+  EXPECT_EQ(c.bytes(), 3000);
+  EXPECT_TRUE(c.get("a"));  // a is now the most recent: b is the least
+  c.put("d", e, 1000);      // evicts b
+  EXPECT_EQ(c.keys(), (std::vector<std::string>{"d", "a", "c"}));
+  EXPECT_FALSE(c.get("b"));
+  c.put("e", e, 2000);  // evicts c, then a (least recent first)
+  EXPECT_EQ(c.keys(), (std::vector<std::string>{"e", "d"}));
+  EXPECT_EQ(c.evictions(), 3);
+  EXPECT_LE(c.bytes(), 3000);
+  c.put("huge", e, 3001);  // larger than the whole cache: not stored, nothing evicted
+  EXPECT_EQ(c.entries(), 2);
+  EXPECT_EQ(c.hits(), 1);
+  EXPECT_EQ(c.misses(), 1);
+  serve::PromptCache off(0);
+  off.put("a", e, 1);
+  EXPECT_EQ(off.entries(), 0);
+}
+
+TEST(ServeBatching, PromptCachePerPrompt) {
+  Calls calls;
+  PipelineEngineOptions po;
+  po.prompt_cache_bytes = 3000;  // RowDenoiser reports 1000 bytes per single-prompt embedding
+  auto engine = make_pipeline_engine(std::make_unique<RowDenoiser>(&calls), po);
+  auto first = run(*engine, {req("a red dress", 1, 4.0f, 2)});  // texts: the prompt, "blurry"
+  ASSERT_TRUE(first[0].is_ok());
+  EngineStats s = engine->stats();
+  EXPECT_EQ(s.prompt_cache_misses, 2);
+  EXPECT_EQ(s.prompt_cache_hits, 0);
+  EXPECT_EQ(s.prompt_cache_entries, 2);
+  EXPECT_EQ(s.prompt_cache_bytes, 2000);
+  EXPECT_EQ(calls.encodes, 2);  // one encode per distinct text, not per row (4 rows)
+  // A batch of a new prompt and the cached one: only the new text is encoded; the cached rows
+  // give the same images.
+  auto both = run(*engine, {req("a sneaker", 2, 4.0f, 1), req("a red dress", 1, 4.0f, 2)});
+  ASSERT_TRUE(both[0].is_ok() && both[1].is_ok());
+  EXPECT_EQ(both[1]->pixels, first[0]->pixels);
+  s = engine->stats();
+  EXPECT_EQ(calls.encodes, 3);
+  EXPECT_EQ(s.prompt_cache_misses, 3);
+  EXPECT_EQ(s.prompt_cache_hits, 2);  // "blurry" and "a red dress"
+  EXPECT_EQ(s.prompt_cache_bytes, 3000);
+  // Recency now: "a red dress", "blurry", "a sneaker". A fourth text evicts "a sneaker" only.
+  run(*engine, {req("a bag", 3, 4.0f, 1)});
+  s = engine->stats();
+  EXPECT_EQ(s.prompt_cache_evictions, 1);
+  EXPECT_EQ(s.prompt_cache_entries, 3);
+  EXPECT_LE(s.prompt_cache_bytes, 3000);
+  EXPECT_EQ(calls.encodes, 4);
+  run(*engine, {req("a red dress", 4, 4.0f, 1)});  // still cached: no encode
+  EXPECT_EQ(calls.encodes, 4);
+  run(*engine, {req("a sneaker", 5, 4.0f, 1)});  // was evicted: encoded again
+  EXPECT_EQ(calls.encodes, 5);
+  s = engine->stats();
+  EXPECT_EQ(s.prompt_cache_misses, 5);
+  EXPECT_EQ(s.prompt_cache_hits, 6);
+  EXPECT_EQ(s.prompt_cache_evictions, 2);
+  EXPECT_LE(s.prompt_cache_bytes, 3000);
+}
+
+TEST(ServeBatching, ImagesIdenticalWithAndWithoutPromptCache) {
+  const std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a bag", 5, 1.0f, 1),
+                                          req("a red dress", 9, 7.5f, 1)};
+  Calls c1, c2, c3;
+  PipelineEngineOptions off;
+  off.prompt_cache_bytes = 0;
+  auto cached = make_pipeline_engine(std::make_unique<RowDenoiser>(&c1));
+  auto uncached = make_pipeline_engine(std::make_unique<RowDenoiser>(&c2), off);
+  auto legacy_den = std::make_unique<RowDenoiser>(&c3);
+  legacy_den->set_concat(false);  // a Denoiser without concat(): whole batches are encoded
+  auto legacy = make_pipeline_engine(std::move(legacy_den));
+  for (int round = 0; round < 2; ++round) {
+    auto a = run(*cached, reqs), b = run(*uncached, reqs), c = run(*legacy, reqs);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      ASSERT_TRUE(a[i].is_ok() && b[i].is_ok() && c[i].is_ok());
+      EXPECT_EQ(a[i]->pixels, b[i]->pixels) << "request " << i;
+      EXPECT_EQ(a[i]->pixels, c[i]->pixels) << "request " << i;
+    }
+  }
+  EXPECT_EQ(uncached->stats().prompt_cache_entries, 0);
+  EXPECT_EQ(uncached->stats().prompt_cache_hits, 0);
+  EXPECT_EQ(cached->stats().prompt_cache_hits, 3);  // round 2: every distinct text
+  EXPECT_EQ(c1.encodes, 3);
+  EXPECT_EQ(c2.encodes, 6);
+}
+
 // The same with the real model (tests/fixtures/tiny-demo). The lockstep batching feeds every row
 // exactly its solo inputs, but the CPU backend's kernels (oneDNN GEMM blocking depends on the
 // batch) are not bitwise row-independent: batched rows differ from solo rows by float rounding
@@ -208,6 +320,35 @@ TEST(ServeBatching, RealModelBatchedImagesEqualSoloImages) {
     EXPECT_LE(max_diff, kRealModelBatchTolerance) << "request " << i << ": batched vs solo";
     std::printf("real model, request %zu: batched vs solo max |diff| = %.3g\n", i, max_diff);
   }
+}
+
+TEST(ServeBatching, RealModelPromptCacheChangesNothing) {
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
+  auto m1 = load_denoiser(dir, 2), m2 = load_denoiser(dir, 2);
+  if (!m1.is_ok() || !m2.is_ok()) GTEST_SKIP() << "model did not load";
+  PipelineEngineOptions off;
+  off.prompt_cache_bytes = 0;
+  auto cached = make_pipeline_engine(std::move(m1).value());
+  auto uncached = make_pipeline_engine(std::move(m2).value(), off);
+  std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a bag", 5, 7.5f, 1)};
+  for (auto& r : reqs) {
+    r.width = r.height = 28;
+    r.steps = 2;
+  }
+  for (int round = 0; round < 2; ++round) {
+    auto a = run(*cached, reqs), b = run(*uncached, reqs);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      ASSERT_TRUE(a[i].is_ok()) << a[i].status().to_string();
+      ASSERT_TRUE(b[i].is_ok()) << b[i].status().to_string();
+      EXPECT_EQ(a[i]->pixels, b[i]->pixels) << "round " << round << " request " << i;
+    }
+  }
+  const EngineStats s = cached->stats();
+  EXPECT_EQ(s.prompt_cache_misses, 3);  // "a red dress", "a bag", "blurry"
+  EXPECT_EQ(s.prompt_cache_hits, 3);
+  // Each entry is one text's full prompt state (E, p, every block's K / V and sem gate).
+  EXPECT_GT(s.prompt_cache_bytes, 3 * 32 * (128 + 2 * 2 * 128) * 4);
 }
 
 }  // namespace

@@ -41,6 +41,7 @@ struct Options {
   int width = 0, height = 0;
   std::string init_image;
   double strength = 0.75;
+  double max_memory_mb = 0;  // --max-memory (0 = no cap)
   std::string output;
   std::string output_dir;
   bool grid = false;
@@ -194,6 +195,7 @@ int run_generate(Options o) {
   auto loaded = load_denoiser(o.model, o.threads, *precision);
   if (!loaded) return fail(loaded.status().message());
   Denoiser& model = **loaded;
+  model.set_memory_limit(static_cast<int64_t>(o.max_memory_mb * 1048576.0));
   const DenoiserInfo& info = model.info();
   const double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
   if (!init.samples.empty()) {
@@ -339,6 +341,10 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--width", o->width, "image width (default: the model's)");
       sub.add_option("--height", o->height, "image height (default: the model's)");
       sub.add_option("--init-image", o->init_image, "PNG to start from (img2img)");
+      sub.add_option("--max-memory", o->max_memory_mb,
+                     "cap (MiB) on the model's buffers; a larger batch × size fails up front "
+                     "(0 = no cap)")
+          ->check(CLI::NonNegativeNumber);
       sub.add_option("--strength", o->strength, "img2img strength in [0, 1]")
           ->capture_default_str();
       auto* out = sub.add_option("-o,--output", o->output,

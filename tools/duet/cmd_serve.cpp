@@ -30,6 +30,7 @@ struct ServeArgs {
   std::string precision;  // --precision (empty: the checkpoint's, else f32)
   double drain_timeout_s = 30;
   double prompt_cache_mb = 64;
+  double max_memory_mb = 0;  // --max-memory (0 = no cap)
 };
 
 int run_serve(const ServeArgs& a) {
@@ -88,6 +89,7 @@ int run_serve(const ServeArgs& a) {
     duet::PipelineEngineOptions po;
     po.prompt_cache_bytes = static_cast<int64_t>(a.prompt_cache_mb * 1048576.0);
     po.threads = a.threads;
+    po.max_memory_bytes = static_cast<int64_t>(a.max_memory_mb * 1048576.0);
     if (auto cfg = duet::load_config(a.model + "/config.json"); cfg.is_ok()) {
       // One encoded text: tokens x (text width + per-layer K/V for the backbone's cross-attention).
       po.bytes_per_prompt_row = cfg->text.max_length *
@@ -153,7 +155,22 @@ static duet::cli::CommandRegistrar registrar(
                      "on SIGTERM, seconds to finish in-flight work before cancelling it")
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber);
-      sub.add_option("--prompt-cache-mb", a->prompt_cache_mb, "prompt cache size (MiB)")
+      sub.add_option("--prompt-cache-mb", a->prompt_cache_mb,
+                     "prompt cache size (MiB): an LRU of encoded single prompts (0 = none)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--max-memory", a->max_memory_mb,
+                     "cap (MiB) on the model's buffers per denoiser batch; larger requests get "
+                     "413 up front (0 = no cap)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--read-timeout", a->opts.read_timeout_s,
+                     "seconds one socket read may wait before the connection is closed")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
+      sub.add_option("--request-deadline", a->opts.request_deadline_s,
+                     "seconds a connection may take to deliver a request's headers and body "
+                     "(slow clients are answered 408 and closed; 0 = no deadline)")
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber);
       sub.add_flag("--log-requests", a->opts.log_requests, "log every request to stderr");
