@@ -52,8 +52,7 @@ void linear_int8(const float* x, const int8_t* w, const float* w_scale, const fl
       int32_t acc = 0;  // |acc| <= K * 127 * 127: exact for K < 133 000
       for (int64_t j = 0; j < k; ++j)
         acc += static_cast<int32_t>(qx[i * k + j]) * static_cast<int32_t>(w[o * k + j]);
-      const float s = sx * w_scale[o];
-      y[i * n + o] = static_cast<float>(acc) * s + (b ? b[o] : 0.f);
+      y[i * n + o] = static_cast<float>(acc) * w_scale[o] * sx + (b ? b[o] : 0.f);
     }
   }
 }

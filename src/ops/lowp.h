@@ -6,7 +6,7 @@
 //   int8 : symmetric, scale = max|v| / 127 (1 when max|v| = 0), q = clamp(rne(v / scale), ±127);
 //          weights: one scale per output channel (row of W [out, in]);
 //          activations: one scale per call (the whole [M, K] input of the GEMM).
-//          y[i, o] = float(Σ_k qx[i, k] · qw[o, k]) · (sx · sw[o]) + b[o]   (int32 accumulation)
+//          y[i, o] = (float(Σ_k qx[i, k] · qw[o, k]) · sw[o]) · sx + b[o]   (int32 accumulation)
 #pragma once
 
 #include <cstdint>

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
 
@@ -194,6 +195,37 @@ TEST(PrecisionModel, BadQuantizedCheckpointsAreClearErrors) {
   // 3. quantize into the source directory / to f32
   EXPECT_FALSE(quantize_checkpoint(kTiny, Precision::kInt8, kTiny).is_ok());
   EXPECT_FALSE(quantize_checkpoint(kTiny, Precision::kF32, tmp.file("f32")).is_ok());
+}
+
+TEST(PrecisionCli, QuantizeBenchAndBadPrecision) {
+  testing::TempDir tmp;
+  const std::string cli = DUET_CLI_PATH, q = tmp.file("q");
+  auto r = testing::run_command(cli + " quantize --model " + testing::shell_quote(kTiny) +
+                                " --precision int8 --out " + testing::shell_quote(q));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("int8"), std::string::npos) << r.out;
+  // the quantised checkpoint runs at its own precision by default; quality vs the original
+  r = testing::run_command(cli + " bench --model " + testing::shell_quote(q) +
+                           " --reps 1 --steps 2 --gen-reps 1 --no-gemm --peak-seconds 0.01"
+                           " --threads 1 --json --quality-model " +
+                           testing::shell_quote(kTiny));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j.value("precision", ""), "int8");
+  ASSERT_TRUE(j.contains("quality")) << r.out;
+  EXPECT_LE(j["quality"].value("eps_rel_l2", 1.0), 5e-2);
+  EXPECT_GT(j["quality"].value("image_psnr_db", 0.0), 10.0);
+  // unknown precision names: clear errors naming the option
+  r = testing::run_command(cli + " quantize --model " + testing::shell_quote(kTiny) +
+                           " --precision fp16 --out " + testing::shell_quote(tmp.file("x")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--precision: unknown precision 'fp16'"), std::string::npos) << r.err;
+  r = testing::run_command(cli + " forward --model " + testing::shell_quote(kTiny) +
+                           " --prompt a --x /nonexistent.safetensors --t 1 --out " +
+                           testing::shell_quote(tmp.file("o.safetensors")) + " --precision int4");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--precision"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 //
 //   duet bench --model DIR [--batch 2] [--reps 5] [--threads 2] [--steps 20] [--gen-reps 3]
 //              [--inputs IN.safetensors] [--eps-out EPS.safetensors] [--no-gemm] [--json]
-//              [--precision f32|bf16|int8] [--no-quality]
+//              [--precision f32|bf16|int8] [--no-quality] [--quality-model DIR]
 //
 // Stages (each: one warm-up, then --reps timed runs; median / min / max):
 //   prompt_encode      Model::encode_prompt of B texts (text encoder + every block's K/V + sem gate)
@@ -50,7 +50,7 @@ using namespace duet;
 using Clock = std::chrono::steady_clock;
 
 struct BenchArgs {
-  std::string model, inputs, eps_out, precision;
+  std::string model, inputs, eps_out, precision, quality_model;
   int batch = 2, reps = 5, threads = 2, steps = 20, gen_reps = 3;
   bool json = false, no_gemm = false, no_quality = false;
   double peak_seconds = 0.3;
@@ -226,10 +226,17 @@ Status run_bench(const BenchArgs& a) {
 
   // quality guard, part 1: eps (refine = true) vs an fp32 model on the same inputs
   nlohmann::json quality = nlohmann::json::object();
+  const std::string ref_dir = a.quality_model.empty() ? a.model : a.quality_model;
   if (precision != Precision::kF32 && !a.no_quality) {
+    quality["reference"] = ref_dir;
+    DUET_ASSIGN_OR_RETURN(std::optional<Precision> ref_stored, checkpoint_precision(ref_dir));
+    if (ref_stored)
+      quality["reference_note"] =
+          "the reference is itself a quantised checkpoint (run at f32 = dequantised); pass "
+          "--quality-model ORIGINAL_DIR";
     DUET_RETURN_IF_ERROR(ctx->denoise(x, t, ps, true));
     const Tensor eps = ctx->eps().clone();
-    DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> m32, Model::load(a.model));
+    DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> m32, Model::load(ref_dir));
     DUET_ASSIGN_OR_RETURN(PromptState ps32, m32->encode_prompt(texts));
     DUET_ASSIGN_OR_RETURN(std::unique_ptr<Context> c32, Context::create(m32, co));
     DUET_RETURN_IF_ERROR(c32->denoise(x, t, ps32, true));
@@ -340,7 +347,7 @@ Status run_bench(const BenchArgs& a) {
     if (precision != Precision::kF32 && !a.no_quality) {
       den.reset();
       DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den32,
-                            load_denoiser(a.model, threads, Precision::kF32));
+                            load_denoiser(ref_dir, threads, Precision::kF32));
       DUET_ASSIGN_OR_RETURN(GenerateResult ref, generate(*den32, gp));
       quality["image_psnr_db"] = image_psnr(last.images, ref.images);
       quality["image_seed"] = gp.seed;
@@ -394,6 +401,8 @@ Status run_bench(const BenchArgs& a) {
       std::printf(", generated image PSNR %.2f dB (seed %d)", q["image_psnr_db"].get<double>(),
                   q["image_seed"].get<int>());
     std::printf("\n");
+    if (q.contains("reference_note"))
+      std::printf("note: %s\n", q["reference_note"].get<std::string>().c_str());
   }
   return Status::ok();
 }
@@ -416,6 +425,9 @@ duet::cli::CommandRegistrar registrar(
       cli::add_precision_option(sub, &a->precision);
       sub.add_flag("--no-quality", a->no_quality,
                    "skip the quality guard (eps rel-L2 and image PSNR vs fp32)");
+      sub.add_option("--quality-model", a->quality_model,
+                     "fp32 reference model for the quality guard (default: --model; give the "
+                     "original directory when --model is a `duet quantize` checkpoint)");
       return [a]() {
         Status st = run_bench(*a);
         if (!st.is_ok()) {

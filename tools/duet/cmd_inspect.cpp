@@ -14,6 +14,7 @@
 #include "command.h"
 #include "duet/checkpoint.h"
 #include "duet/config.h"
+#include "duet/quantize.h"
 #include "duet/safetensors.h"
 #include "duet/tokenizer.h"
 
@@ -79,8 +80,10 @@ void print_config(const ModelConfig& c) {
   std::printf("  diffusion T=%lld, %s betas, %s prediction; refine every %lld steps\n",
               (long long)c.diffusion.num_train_timesteps, c.diffusion.beta_schedule.c_str(),
               c.diffusion.prediction_type.c_str(), (long long)c.inference.refine_every);
-  for (const auto& f : c.unknown_fields)
+  for (const auto& f : c.unknown_fields) {
+    if (f == "quantization" || f.rfind("quantization.", 0) == 0) continue;  // duet quantize's
     std::fprintf(stderr, "warning: config.json: unknown field %s (ignored)\n", f.c_str());
+  }
 }
 
 int run_inspect(const std::string& dir, bool check, bool quiet) {
@@ -138,12 +141,20 @@ int run_inspect(const std::string& dir, bool check, bool quiet) {
                 human_bytes(double(d.second)).c_str());
 
   int rc = 0;
-  Status s = check_checkpoint(*file, *cfg);
+  auto stored = checkpoint_precision(dir);
+  const bool quantized = is_quantized_checkpoint(*file) || (stored.is_ok() && stored->has_value());
+  Status s = !stored.is_ok() ? stored.status()
+             : quantized     ? check_quantized_checkpoint(*file, *cfg)
+                             : check_checkpoint(*file, *cfg);
   if (!s.is_ok()) {
     std::fprintf(stderr, "error: %s\n", s.message().c_str());
     rc = 1;
   } else {
-    std::printf("checkpoint matches config: %zu tensors\n", file->tensors().size());
+    std::printf("checkpoint matches config: %zu tensors", file->tensors().size());
+    if (quantized)
+      std::printf(" (quantised: %s, I8 weights with F32 *_scale per output channel)",
+                  stored->has_value() ? precision_name(**stored) : "no config section");
+    std::printf("\n");
   }
   if (check) {
     size_t bad_tensors = 0;

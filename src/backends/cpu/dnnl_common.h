@@ -19,8 +19,8 @@ void append_activation(dnnl::post_ops& po, Activation act);
 // User-managed scratchpad + the activation post-op.
 dnnl::primitive_attr make_attr(Activation act);
 // Per-calling-thread buffers that only grow (during a Context's warm-up) and are then reused:
-// slot 0 is oneDNN's scratchpad, slot 1 the converted (bf16 / s8) activations, slot 2 runtime
-// output scales. 64-byte aligned.
+// slot 0 is oneDNN's scratchpad, slot 1 the converted (bf16 / s8) activations, slot 2 the int8
+// activation scale handed to oneDNN. 64-byte aligned.
 enum class ThreadBuffer { kScratchpad = 0, kActivations = 1, kScales = 2 };
 void* thread_buffer(ThreadBuffer slot, size_t bytes);
 inline void* thread_scratchpad(size_t bytes) {

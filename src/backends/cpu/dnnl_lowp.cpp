@@ -48,13 +48,13 @@ struct LowpEntry {
 struct Bound {
   dnnl_memory_desc_t src_md{}, dst_md{};
   size_t scratch_bytes = 0;
-  int64_t n_scales = 0;
-  dnnl_memory_t src = nullptr, dst = nullptr, scratch = nullptr, scales = nullptr;
+  bool with_sx = false;
+  dnnl_memory_t src = nullptr, dst = nullptr, scratch = nullptr, sx = nullptr;
   void destroy() {
     dnnl_memory_destroy(src);
     dnnl_memory_destroy(dst);
     dnnl_memory_destroy(scratch);
-    if (scales) dnnl_memory_destroy(scales);
+    if (sx) dnnl_memory_destroy(sx);
   }
 };
 
@@ -65,12 +65,12 @@ struct BoundCache {
   }
 };
 
-Bound& bound(const LowpEntry& e, int64_t n_scales) {
+Bound& bound(const LowpEntry& e, bool with_sx) {
   thread_local BoundCache cache;
   auto it = cache.by_entry.find(&e);
   if (it != cache.by_entry.end() && dnnl_memory_desc_equal(&it->second.src_md, &e.src_md.data) &&
       dnnl_memory_desc_equal(&it->second.dst_md, &e.dst_md.data) &&
-      it->second.scratch_bytes == e.scratch_md.get_size() && it->second.n_scales == n_scales)
+      it->second.scratch_bytes == e.scratch_md.get_size() && it->second.with_sx == with_sx)
     return it->second;
   if (it != cache.by_entry.end()) {
     it->second.destroy();
@@ -80,22 +80,22 @@ Bound& bound(const LowpEntry& e, int64_t n_scales) {
   b.src_md = e.src_md.data;
   b.dst_md = e.dst_md.data;
   b.scratch_bytes = e.scratch_md.get_size();
-  b.n_scales = n_scales;
+  b.with_sx = with_sx;
   dnnl_memory_create(&b.src, &e.src_md.data, engine().get(), DNNL_MEMORY_NONE);
   dnnl_memory_create(&b.dst, &e.dst_md.data, engine().get(), DNNL_MEMORY_NONE);
   dnnl_memory_create(&b.scratch, &e.scratch_md.data, engine().get(), DNNL_MEMORY_NONE);
-  if (n_scales > 0) {
-    const memory::desc smd({n_scales}, dt::f32, tag::x);
-    dnnl_memory_create(&b.scales, &smd.data, engine().get(), DNNL_MEMORY_NONE);
+  if (with_sx) {
+    const memory::desc smd({1, 1}, dt::f32, tag::ab);
+    dnnl_memory_create(&b.sx, &smd.data, engine().get(), DNNL_MEMORY_NONE);
   }
   return cache.by_entry.emplace(&e, b).first->second;
 }
 
-// Executes e on converted activations `src`. bias: a matmul/conv bias argument, or (int8) the
-// binary post-op operand; scales: runtime output scales (n_scales floats) or null.
-void execute(const LowpEntry& e, const void* src, float* dst, const memory& bias,
-             bool bias_is_post_op, const float* scales, int64_t n_scales) {
-  Bound& b = bound(e, scales ? n_scales : 0);
+// Executes e on converted activations `src`. bf16 (sx == null): bias is the primitive's bias.
+// int8: *sx is the activation scale (post-op 0, binary mul by a [1, 1] tensor) and bias the
+// operand of post-op 1 (binary add).
+void execute(const LowpEntry& e, const void* src, float* dst, const memory& bias, const float* sx) {
+  Bound& b = bound(e, sx != nullptr);
   dnnl_memory_set_data_handle(b.src, const_cast<void*>(src));
   dnnl_memory_set_data_handle(b.dst, dst);
   dnnl_memory_set_data_handle(b.scratch, thread_scratchpad(e.scratch_md.get_size()));
@@ -105,12 +105,12 @@ void execute(const LowpEntry& e, const void* src, float* dst, const memory& bias
   args[n++] = {DNNL_ARG_WEIGHTS, e.weights.get()};
   args[n++] = {DNNL_ARG_DST, b.dst};
   args[n++] = {DNNL_ARG_SCRATCHPAD, b.scratch};
-  args[n++] = {
-      bias_is_post_op ? (DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1) : DNNL_ARG_BIAS,
-      bias.get()};
-  if (scales) {
-    dnnl_memory_set_data_handle(b.scales, const_cast<float*>(scales));
-    args[n++] = {DNNL_ARG_ATTR_OUTPUT_SCALES, b.scales};
+  if (sx) {
+    dnnl_memory_set_data_handle(b.sx, const_cast<float*>(sx));
+    args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, b.sx};
+    args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, bias.get()};
+  } else {
+    args[n++] = {DNNL_ARG_BIAS, bias.get()};
   }
   const dnnl_status_t st = dnnl_primitive_execute(e.prim.get(), stream().get(), n, args);
   if (st != dnnl_success) {
@@ -149,7 +149,11 @@ class LowpLinear final : public PreparedLinear {
     dnnl::primitive_attr attr = make_attr(Activation::kNone);
     dnnl::post_ops po;
     if (int8()) {
-      attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+      // Constant per-N output scales s_w, then × s_x and + bias as binary post-ops whose
+      // operands are passed at execution: oneDNN 2.6 picks the brgemm VNNI kernel only with
+      // constant output scales (runtime ones fall back to gemm:jit with unpacked weights).
+      attr.set_output_scales(1 << 1, w_scale);
+      po.append_binary(dnnl::algorithm::binary_mul, memory::desc({1, 1}, dt::f32, tag::ab));
       po.append_binary(dnnl::algorithm::binary_add, b);
     }
     append_activation(po, act);
@@ -230,9 +234,9 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear_lowp(const LayerWeig
     op->plain = memory(memory::desc({in, out}, q8 ? dt::s8 : dt::bf16, tag::ba), engine());
     const size_t bytes = static_cast<size_t>(in * out) * (q8 ? 1 : 2);
     std::memcpy(op->plain.get_data_handle(), q8 ? static_cast<const void*>(lw.s8) : lw.bf16, bytes);
+    if (q8) op->w_scale.assign(lw.scale, lw.scale + out);
     op->packed = reorder_to(op->plain, op->make_pd(kRepresentativeRows).weights_desc());
     op->bias = bias_memory(b, {1, out}, out);
-    if (q8) op->w_scale.assign(lw.scale, lw.scale + out);
     return std::unique_ptr<PreparedLinear>(std::move(op));
   } catch (const dnnl::error& e) {
     return internal_error(std::string("oneDNN ") + precision_name(lw.precision) +
@@ -247,13 +251,13 @@ void dnnl_linear_lowp(const PreparedLinear& p, const float* x, int64_t m, float*
   if (op.int8()) {
     auto* q = static_cast<int8_t*>(thread_buffer(ThreadBuffer::kActivations, n));
     const float sx = quantize_activations(x, n, q);
-    auto* sc = static_cast<float*>(thread_buffer(ThreadBuffer::kScales, op.out * sizeof(float)));
-    for (int64_t o = 0; o < op.out; ++o) sc[o] = sx * op.w_scale[o];
-    execute(e, q, y, op.bias, /*bias_is_post_op=*/true, sc, op.out);
+    auto* sc = static_cast<float*>(thread_buffer(ThreadBuffer::kScales, sizeof(float)));
+    *sc = sx;
+    execute(e, q, y, op.bias, sc);
   } else {
     auto* xb = static_cast<uint16_t*>(thread_buffer(ThreadBuffer::kActivations, n * 2));
     convert_bf16(x, n, xb);
-    execute(e, xb, y, op.bias, false, nullptr, 0);
+    execute(e, xb, y, op.bias, nullptr);
   }
 }
 
@@ -282,7 +286,7 @@ void dnnl_conv2d_bf16(const PreparedConv& p, const float* x, int64_t b, int64_t 
   const int64_t n = b * op.desc.cin * h * w;
   auto* xb = static_cast<uint16_t*>(thread_buffer(ThreadBuffer::kActivations, n * 2));
   convert_bf16(x, n, xb);
-  execute(e, xb, y, op.bias, false, nullptr, 0);
+  execute(e, xb, y, op.bias, nullptr);
 }
 
 }  // namespace duet::cpu

@@ -1,10 +1,10 @@
 // Reduced-precision prepared ops of the cpu backend (oneDNN 2.6, AVX512-BF16 / VNNI kernels):
 //   bf16 linear : matmul src bf16 · weights bf16 (pre-packed) -> dst f32, fp32 accumulation,
 //                 bias + activation fused as today.
-//   int8 linear : matmul src s8 · weights s8 (pre-packed, per-output-channel scales) -> dst f32,
-//                 int32 accumulation; runtime output scales (mask: per N) = s_x · s_w[n], then
-//                 bias as a binary-add post-op (oneDNN 2.x would scale a matmul bias) and the
-//                 activation post-op.
+//   int8 linear : matmul src s8 · weights s8 (pre-packed, brgemm VNNI) -> dst f32, int32
+//                 accumulation; constant output scales s_w[n] (mask: per N), then post-ops
+//                 × s_x (binary mul by a [1, 1] tensor given per call), + bias (binary add:
+//                 oneDNN 2.x would scale a matmul bias) and the activation.
 //   bf16 conv   : convolution src bf16 · weights bf16 -> dst f32, bias + activation fused.
 // Activations are converted per call (RNE; int8: one symmetric scale per call from max |x|)
 // into a per-thread buffer that grows during the Context warm-up and is then only reused; the
