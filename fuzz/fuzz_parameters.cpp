@@ -40,7 +40,8 @@ bool valid_utf8(const std::string& s) {  // strict (RFC 3629), as nlohmann::json
 bool clean(const duet::ImageParameters& p) {
   for (const auto& [k, v] : p.fields) {
     if (!valid_utf8(v)) return false;
-    if (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.back() == ' ' || v.back() == '\t'))
+    if (!v.empty() &&
+        (v.front() == ' ' || v.front() == '\t' || v.back() == ' ' || v.back() == '\t'))
       return false;
   }
   return true;

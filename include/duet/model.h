@@ -38,24 +38,24 @@ struct LoadOptions {
 };
 
 struct ModelInfo {
-  std::string name;             // config "name"
-  std::string backend;          // "cpu" | "reference"
-  int64_t parameters = 0;       // total parameter count
+  std::string name;                                  // config "name"
+  std::string backend;                               // "cpu" | "reference"
+  int64_t parameters = 0;                            // total parameter count
   std::map<std::string, int64_t> branch_parameters;  // text, cond, backbone, refiner, gate
-  std::string weight_dtypes;    // e.g. "F32" or "BF16 (converted to F32 at load)"
+  std::string weight_dtypes;       // e.g. "F32" or "BF16 (converted to F32 at load)"
   std::vector<std::string> notes;  // load-time notes (dtype conversions, ...)
 };
 
 // Everything that depends only on the prompt: computed once, reused by every denoise step.
 struct PromptState {
-  int64_t batch = 0;   // B
-  int64_t length = 0;  // L
-  Tensor ids;          // I64 [B, L]
-  Tensor mask;         // I64 [B, L], 1 = real token
-  Tensor E;            // F32 [B, L, Dt] text encoder output
-  Tensor p;            // F32 [B, Dt]    masked mean of E
-  std::vector<Tensor> k, v;  // per backbone block: cross-attention K, V [B, L, D]
-  std::vector<Tensor> sem;   // per backbone block: sigmoid(sem_gate(p)) [B, D]
+  int64_t batch = 0;              // B
+  int64_t length = 0;             // L
+  Tensor ids;                     // I64 [B, L]
+  Tensor mask;                    // I64 [B, L], 1 = real token
+  Tensor E;                       // F32 [B, L, Dt] text encoder output
+  Tensor p;                       // F32 [B, Dt]    masked mean of E
+  std::vector<Tensor> k, v;       // per backbone block: cross-attention K, V [B, L, D]
+  std::vector<Tensor> sem;        // per backbone block: sigmoid(sem_gate(p)) [B, D]
   std::vector<uint8_t> key_mask;  // [B * L] mask as bytes (what attention consumes)
 };
 
@@ -109,7 +109,6 @@ struct ContextOptions {
   // before allocating any of it.
   int64_t max_workspace_bytes = 0;
 };
-
 
 class Context {
  public:

@@ -42,12 +42,16 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status data_loss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
 inline Status io_error(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
 inline Status unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
-inline Status resource_exhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+inline Status resource_exhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 inline Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -55,8 +59,8 @@ inline Status internal_error(std::string m) { return {StatusCode::kInternal, std
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}                 // NOLINT(implicit)
-  Result(Status status) : v_(std::move(status)) {}          // NOLINT(implicit); must be non-ok
+  Result(T value) : v_(std::move(value)) {}         // NOLINT(implicit)
+  Result(Status status) : v_(std::move(status)) {}  // NOLINT(implicit); must be non-ok
   bool is_ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return is_ok(); }
   const Status& status() const {
@@ -78,9 +82,9 @@ class [[nodiscard]] Result {
 }  // namespace duet
 
 // Propagate a non-ok Status from an expression returning Status.
-#define DUET_RETURN_IF_ERROR(expr)              \
-  do {                                          \
-    ::duet::Status duet_status_ = (expr);       \
+#define DUET_RETURN_IF_ERROR(expr)                  \
+  do {                                              \
+    ::duet::Status duet_status_ = (expr);           \
     if (!duet_status_.is_ok()) return duet_status_; \
   } while (0)
 

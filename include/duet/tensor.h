@@ -48,9 +48,13 @@ class Tensor {
   float* f32() { return static_cast<float*>(data_); }
   const float* f32() const { return static_cast<const float*>(data_); }
   template <typename T>
-  T* as() { return static_cast<T*>(data_); }
+  T* as() {
+    return static_cast<T*>(data_);
+  }
   template <typename T>
-  const T* as() const { return static_cast<const T*>(data_); }
+  const T* as() const {
+    return static_cast<const T*>(data_);
+  }
 
   // Same data, new shape with equal numel (a view; shares ownership when owning).
   Tensor reshaped(Shape shape) const;

@@ -18,14 +18,17 @@ double conv(double b, double ho, double wo, double cout, double cin, double k) {
 // Refiner ResBlock at resolution h × w (python/duet_ref/refiner.py ResBlock).
 double resblock(double b, double h, double w, double cin, double cout, double d, int mode,
                 double ct) {
-  double f = conv(b, h, w, cout, cin, 3);            // conv1
-  if (mode == 0) f += mm(b, 2 * cout, d);            // film t_proj
-  else if (mode == 2) f += mm(b, 3 * cout, d);       // gated t_proj
-  else f += mm(b, ct, d) + conv(b, h, w, cout, cout + ct, 1);  // concat: t_proj + t_mix
-  f += conv(b, h, w, cout, cout, 3);                 // conv2
-  if (cin != cout) f += conv(b, h, w, cout, cin, 1);  // skip
-  f += mm(b, cout, cout);                            // att_c
-  f += conv(b, h, w, cout, cout, 1);                 // att_s
+  double f = conv(b, h, w, cout, cin, 3);  // conv1
+  if (mode == 0)
+    f += mm(b, 2 * cout, d);  // film t_proj
+  else if (mode == 2)
+    f += mm(b, 3 * cout, d);  // gated t_proj
+  else
+    f += mm(b, ct, d) + conv(b, h, w, cout, cout + ct, 1);  // concat: t_proj + t_mix
+  f += conv(b, h, w, cout, cout, 3);                        // conv2
+  if (cin != cout) f += conv(b, h, w, cout, cin, 1);        // skip
+  f += mm(b, cout, cout);                                   // att_c
+  f += conv(b, h, w, cout, cout, 1);                        // att_s
   return f;
 }
 
@@ -59,12 +62,12 @@ FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height, int
 
   // ---- backbone ----
   const double BN = B * N;
-  fc.backbone_gemm = depth * (mm(BN, 3 * D, D) + mm(BN, D, D)      // self qkv, proj
-                              + mm(BN, D, D) + mm(BN, D, D)        // cross q, proj
+  fc.backbone_gemm = depth * (mm(BN, 3 * D, D) + mm(BN, D, D)          // self qkv, proj
+                              + mm(BN, D, D) + mm(BN, D, D)            // cross q, proj
                               + mm(BN, r * D, D) + mm(BN, D, r * D));  // mlp
   fc.backbone_attn = depth * (2 * mm(BN, N, D) + 2 * mm(BN, L, D));
-  fc.backbone_other = conv(B, H / P, W / P, D, C, P)            // patch embedding
-                      + depth * mm(B, 6 * D, D)                 // adaLN
+  fc.backbone_other = conv(B, H / P, W / P, D, C, P)             // patch embedding
+                      + depth * mm(B, 6 * D, D)                  // adaLN
                       + mm(B, 2 * D, D) + mm(BN, P * P * C, D);  // final ada + linear
 
   // ---- refiner ----
@@ -74,7 +77,8 @@ FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height, int
   const int levels = static_cast<int>(ch.size());
   const double ct = static_cast<double>(rc.time_channels);
   const double ku = static_cast<double>(rc.carafe.k_up), ke = static_cast<double>(rc.carafe.k_enc);
-  const double s = static_cast<double>(rc.carafe.scale), cmp = static_cast<double>(rc.carafe.compress);
+  const double s = static_cast<double>(rc.carafe.scale),
+               cmp = static_cast<double>(rc.carafe.compress);
   auto hw = [&](int lvl, bool height_dim) {
     double v = height_dim ? H : W;
     for (int i = 0; i < lvl; ++i) v /= 2;
@@ -89,16 +93,17 @@ FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height, int
   }
   rf += resblock(B, hw(levels - 1, true), hw(levels - 1, false), ch.back(), ch.back(), D, 1, ct);
   for (int i = levels - 2; i >= 0; --i) {
-    const double lh = hw(i + 1, true), lw = hw(i + 1, false);  // CARAFE input resolution
-    rf += conv(B, lh, lw, cmp, ch[i + 1], 1)                    // comp
-          + conv(B, lh, lw, s * s * ku * ku, cmp, ke)           // enc
+    const double lh = hw(i + 1, true), lw = hw(i + 1, false);     // CARAFE input resolution
+    rf += conv(B, lh, lw, cmp, ch[i + 1], 1)                      // comp
+          + conv(B, lh, lw, s * s * ku * ku, cmp, ke)             // enc
           + 2.0 * B * ch[i + 1] * (s * lh) * (s * lw) * ku * ku;  // reassembly
     rf += conv(B, hw(i, true), hw(i, false), ch[i], ch[i + 1] + ch[i], 1);  // fuse
     rf += resblock(B, hw(i, true), hw(i, false), ch[i], ch[i], D, 2, ct);   // dec
   }
   rf += conv(B, H, W, C, ch[0], 3);  // conv_out
   fc.refiner = rf;
-  fc.gate = mm(B, static_cast<double>(cfg.gate.hidden), T) + mm(B, 1, static_cast<double>(cfg.gate.hidden));
+  fc.gate = mm(B, static_cast<double>(cfg.gate.hidden), T) +
+            mm(B, 1, static_cast<double>(cfg.gate.hidden));
   return fc;
 }
 

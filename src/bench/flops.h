@@ -16,11 +16,11 @@ namespace duet::bench {
 struct FlopCount {
   // encode_prompt: text encoder (all layers) + every block's cross K/V and semantic gate.
   double text_encoder = 0;
-  double prompt_kv = 0;       // K/V projections + sem_gate, all blocks
+  double prompt_kv = 0;  // K/V projections + sem_gate, all blocks
   // one denoise call, batch B
-  double cond = 0;            // t_mlp + pool_proj
-  double backbone_gemm = 0;   // backbone linears on the tokens: qkv, proj, cross q/proj, mlp fc1/fc2
-  double backbone_attn = 0;   // Q·Kᵀ and A·V, self and cross
+  double cond = 0;           // t_mlp + pool_proj
+  double backbone_gemm = 0;  // backbone linears on the tokens: qkv, proj, cross q/proj, mlp fc1/fc2
+  double backbone_attn = 0;  // Q·Kᵀ and A·V, self and cross
   double backbone_other = 0;  // patch embedding conv, adaLN linears, final layer
   double refiner = 0;         // every conv / linear / CARAFE of the U-Net
   double gate = 0;            // gate MLP

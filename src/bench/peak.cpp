@@ -24,19 +24,28 @@ __attribute__((target("avx512f"))) double fma_loop_avx512(long iters) {
          c12 = _mm512_set1_ps(12.f), c13 = _mm512_set1_ps(13.f), c14 = _mm512_set1_ps(14.f),
          c15 = _mm512_set1_ps(15.f);
   for (long i = 0; i < iters; ++i) {
-    c0 = _mm512_fmadd_ps(c0, b, a); c1 = _mm512_fmadd_ps(c1, b, a);
-    c2 = _mm512_fmadd_ps(c2, b, a); c3 = _mm512_fmadd_ps(c3, b, a);
-    c4 = _mm512_fmadd_ps(c4, b, a); c5 = _mm512_fmadd_ps(c5, b, a);
-    c6 = _mm512_fmadd_ps(c6, b, a); c7 = _mm512_fmadd_ps(c7, b, a);
-    c8 = _mm512_fmadd_ps(c8, b, a); c9 = _mm512_fmadd_ps(c9, b, a);
-    c10 = _mm512_fmadd_ps(c10, b, a); c11 = _mm512_fmadd_ps(c11, b, a);
-    c12 = _mm512_fmadd_ps(c12, b, a); c13 = _mm512_fmadd_ps(c13, b, a);
-    c14 = _mm512_fmadd_ps(c14, b, a); c15 = _mm512_fmadd_ps(c15, b, a);
+    c0 = _mm512_fmadd_ps(c0, b, a);
+    c1 = _mm512_fmadd_ps(c1, b, a);
+    c2 = _mm512_fmadd_ps(c2, b, a);
+    c3 = _mm512_fmadd_ps(c3, b, a);
+    c4 = _mm512_fmadd_ps(c4, b, a);
+    c5 = _mm512_fmadd_ps(c5, b, a);
+    c6 = _mm512_fmadd_ps(c6, b, a);
+    c7 = _mm512_fmadd_ps(c7, b, a);
+    c8 = _mm512_fmadd_ps(c8, b, a);
+    c9 = _mm512_fmadd_ps(c9, b, a);
+    c10 = _mm512_fmadd_ps(c10, b, a);
+    c11 = _mm512_fmadd_ps(c11, b, a);
+    c12 = _mm512_fmadd_ps(c12, b, a);
+    c13 = _mm512_fmadd_ps(c13, b, a);
+    c14 = _mm512_fmadd_ps(c14, b, a);
+    c15 = _mm512_fmadd_ps(c15, b, a);
   }
   __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
                            _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)),
-                                     _mm512_add_ps(_mm512_add_ps(c12, c13), _mm512_add_ps(c14, c15))));
+  s = _mm512_add_ps(s,
+                    _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)),
+                                  _mm512_add_ps(_mm512_add_ps(c12, c13), _mm512_add_ps(c14, c15))));
   g_sink = g_sink + _mm512_reduce_add_ps(s);
   return 16.0 * 16.0 * 2.0 * static_cast<double>(iters);  // FLOPs
 }

@@ -5,10 +5,10 @@
 namespace duet::bench {
 
 struct FmaPeak {
-  bool avx512 = false;     // false: AVX2+FMA fallback (or no measurement at all when ok = false)
+  bool avx512 = false;  // false: AVX2+FMA fallback (or no measurement at all when ok = false)
   bool ok = false;
-  double gflops_1t = 0;    // one thread
-  double gflops_nt = 0;    // `threads` threads, each running the loop (OpenMP)
+  double gflops_1t = 0;  // one thread
+  double gflops_nt = 0;  // `threads` threads, each running the loop (OpenMP)
   int threads = 1;
   const char* isa = "none";
 };

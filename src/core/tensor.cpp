@@ -8,26 +8,40 @@ namespace duet {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kU8: return "U8";
-    case DType::kI8: return "I8";
+    case DType::kF32:
+      return "F32";
+    case DType::kF16:
+      return "F16";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI64:
+      return "I64";
+    case DType::kI32:
+      return "I32";
+    case DType::kU8:
+      return "U8";
+    case DType::kI8:
+      return "I8";
   }
   return "?";
 }
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kI64: return 8;
-    case DType::kI32: return 4;
-    case DType::kU8: return 1;
-    case DType::kI8: return 1;
+    case DType::kF32:
+      return 4;
+    case DType::kF16:
+      return 2;
+    case DType::kBF16:
+      return 2;
+    case DType::kI64:
+      return 8;
+    case DType::kI32:
+      return 4;
+    case DType::kU8:
+      return 1;
+    case DType::kI8:
+      return 1;
   }
   return 0;
 }
@@ -138,9 +152,9 @@ uint16_t f32_to_f16(float f) {
   std::memcpy(&x, &f, 4);
   uint32_t sign = (x >> 16) & 0x8000u;
   uint32_t absx = x & 0x7fffffffu;
-  if (absx > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);  // NaN
+  if (absx > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
   if (absx >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // overflow -> inf
-  if (absx < 0x38800000u) {                                                // subnormal / zero
+  if (absx < 0x38800000u) {                                               // subnormal / zero
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     uint32_t e = absx >> 23, m = (absx & 0x7fffffu) | 0x800000u;
     uint32_t shift = 126 - e;  // 14..24
@@ -157,7 +171,8 @@ uint16_t f32_to_f16(float f) {
 Result<Tensor> to_f32(const Tensor& t) {
   if (t.dtype() == DType::kF32) return t.clone();
   if (t.dtype() != DType::kF16 && t.dtype() != DType::kBF16)
-    return invalid_argument(std::string("cannot convert dtype ") + dtype_name(t.dtype()) + " to F32");
+    return invalid_argument(std::string("cannot convert dtype ") + dtype_name(t.dtype()) +
+                            " to F32");
   Tensor out = Tensor::zeros(t.shape(), DType::kF32);
   const uint16_t* src = t.as<uint16_t>();
   float* dst = out.f32();

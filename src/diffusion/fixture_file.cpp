@@ -7,8 +7,8 @@
 namespace duet::diffusion {
 
 namespace {
-constexpr uint64_t kMaxHeader = 100u << 20;   // 100 MiB
-constexpr uint64_t kMaxFile = 1ull << 32;     // 4 GiB: these files are small
+constexpr uint64_t kMaxHeader = 100u << 20;  // 100 MiB
+constexpr uint64_t kMaxFile = 1ull << 32;    // 4 GiB: these files are small
 }  // namespace
 
 Result<FixtureFile> FixtureFile::load(const std::string& path) {
@@ -17,8 +17,9 @@ Result<FixtureFile> FixtureFile::load(const std::string& path) {
   const std::streamoff size = in.tellg();
   if (size < 0) return io_error(path + ": cannot determine file size");
   if (static_cast<uint64_t>(size) > kMaxFile) return invalid_argument(path + ": file too large");
-  if (size < 8) return data_loss(path + ": file too short for a safetensors header (" +
-                                 std::to_string(size) + " bytes)");
+  if (size < 8)
+    return data_loss(path + ": file too short for a safetensors header (" + std::to_string(size) +
+                     " bytes)");
   std::vector<char> bytes(static_cast<size_t>(size));
   in.seekg(0);
   if (!in.read(bytes.data(), size)) return io_error(path + ": read failed");

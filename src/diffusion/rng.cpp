@@ -38,7 +38,7 @@ float avx_log(float x) {
   x = x + tmp;
   const float z = x * x;
   float y = 7.0376836292E-2f;
-  static constexpr float kP[8] = {-1.1514610310E-1f, 1.1676998740E-1f, -1.2420140846E-1f,
+  static constexpr float kP[8] = {-1.1514610310E-1f, 1.1676998740E-1f,  -1.2420140846E-1f,
                                   +1.4249322787E-1f, -1.6668057665E-1f, +2.0000714765E-1f,
                                   -2.4999993993E-1f, +3.3333331174E-1f};
   for (float p : kP) y = std::fma(y, x, p);

@@ -31,11 +31,12 @@ struct SamplerParams {
   // dpmpp_2m_sde unipc
   std::string name = "dpmpp_2m";
   int steps = 20;
-  bool karras = false;       // Karras sigmas (euler, euler_a, heun, dpm2, lms, dpm*, unipc)
-  std::string spacing;       // "" = the diffusers class default; "leading" | "trailing" | "linspace"
-  int steps_offset = 0;      // added to "leading" timesteps (Stable Diffusion configs use 1)
-  float eta = 0.0f;          // ddim: 0 = deterministic DDIM, 1 = DDPM-like noise
-  int set_alpha_to_one = -1; // ddim: final alphabar 1 (1) or alphas_cumprod[0] (0); -1 = default (1)
+  bool karras = false;   // Karras sigmas (euler, euler_a, heun, dpm2, lms, dpm*, unipc)
+  std::string spacing;   // "" = the diffusers class default; "leading" | "trailing" | "linspace"
+  int steps_offset = 0;  // added to "leading" timesteps (Stable Diffusion configs use 1)
+  float eta = 0.0f;      // ddim: 0 = deterministic DDIM, 1 = DDPM-like noise
+  int set_alpha_to_one =
+      -1;  // ddim: final alphabar 1 (1) or alphas_cumprod[0] (0); -1 = default (1)
   std::string final_sigmas;  // "zero" | "sigma_min"; "" = default (zero; sigma_min for dpmsolver_*)
   int lower_order_final = -1;  // dpm*/unipc: -1 = class default
   int lms_order = 4;

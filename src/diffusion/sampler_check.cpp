@@ -44,8 +44,10 @@ std::string quote_nonfinite(const std::string& in) {
     const char c = in[i];
     if (in_str) {
       out += c;
-      if (c == '\\' && i + 1 < in.size()) out += in[++i];
-      else if (c == '"') in_str = false;
+      if (c == '\\' && i + 1 < in.size())
+        out += in[++i];
+      else if (c == '"')
+        in_str = false;
       continue;
     }
     if (c == '"') {
@@ -193,13 +195,20 @@ Result<FixtureConfig> fixture_config(const FixtureFile& f) {
     if (cfg<std::string>(c, "solver_type", "midpoint") != "midpoint") return bad("solver_type");
     if (cfg<bool>(c, "euler_at_final", false)) return bad("euler_at_final");
     if (cfg<std::string>(c, "variance_type", "") != "") return bad("variance_type");
-    if (multi && algo == "dpmsolver++" && order == 2) p.name = "dpmpp_2m";
-    else if (multi && algo == "dpmsolver++" && order == 3) p.name = "dpmpp_3m";
-    else if (multi && algo == "dpmsolver" && order == 2) p.name = "dpmsolver_2m";
-    else if (multi && algo == "sde-dpmsolver++" && order == 2) p.name = "dpmpp_2m_sde";
-    else if (!multi && algo == "dpmsolver++" && order == 2) p.name = "dpmpp_2s";
-    else if (!multi && algo == "dpmsolver" && order == 3) p.name = "dpmsolver_3s";
-    else return bad(cls + " algorithm_type=" + algo + " solver_order=" + std::to_string(order));
+    if (multi && algo == "dpmsolver++" && order == 2)
+      p.name = "dpmpp_2m";
+    else if (multi && algo == "dpmsolver++" && order == 3)
+      p.name = "dpmpp_3m";
+    else if (multi && algo == "dpmsolver" && order == 2)
+      p.name = "dpmsolver_2m";
+    else if (multi && algo == "sde-dpmsolver++" && order == 2)
+      p.name = "dpmpp_2m_sde";
+    else if (!multi && algo == "dpmsolver++" && order == 2)
+      p.name = "dpmpp_2s";
+    else if (!multi && algo == "dpmsolver" && order == 3)
+      p.name = "dpmsolver_3s";
+    else
+      return bad(cls + " algorithm_type=" + algo + " solver_order=" + std::to_string(order));
     p.lower_order_final = cfg<bool>(c, "lower_order_final", multi) ? 1 : 0;
   } else if (cls == "UniPCMultistepScheduler") {
     p.name = "unipc";
@@ -304,7 +313,8 @@ Result<FixtureCheck> check_sampler_fixture(const std::string& path) {
     } else {
       double e = 0;
       for (size_t k = 0; k < sr->numel(); ++k)
-        e = std::max(e, std::fabs(smp.sigmas()[k] - sr->data[k]) / (1e-12 + std::fabs(sr->data[k])));
+        e = std::max(e,
+                     std::fabs(smp.sigmas()[k] - sr->data[k]) / (1e-12 + std::fabs(sr->data[k])));
       if (e > 1e-6) r.problems.push_back("sigmas differ (max rel " + fmt("%.3g", e) + ")");
     }
   }
@@ -320,9 +330,9 @@ Result<FixtureCheck> check_sampler_fixture(const std::string& path) {
   if (f.has_tensor("model_call_alphabar")) {
     const F32Tensor* ab = *f.tensor("model_call_alphabar");
     for (int k = 0; k < calls && k < static_cast<int>(ab->numel()); ++k)
-      r.alphabar_max_rel = std::max(
-          r.alphabar_max_rel,
-          std::fabs(model.alphabar(smp.timesteps()[k]) - ab->data[k]) / std::fabs(ab->data[k]));
+      r.alphabar_max_rel =
+          std::max(r.alphabar_max_rel, std::fabs(model.alphabar(smp.timesteps()[k]) - ab->data[k]) /
+                                           std::fabs(ab->data[k]));
   }
 
   std::vector<float> x0(n), x(n), xe(n), mo(n), in(n);
@@ -345,8 +355,9 @@ Result<FixtureCheck> check_sampler_fixture(const std::string& path) {
       }
       noise.current_step = k;
       Status st = smp.step(k, outs[k]->data.data(), x.data(), noise);
-      if (!st) return internal_error(path + ": step-wise replay failed at call " +
-                                     std::to_string(k) + ": " + st.message());
+      if (!st)
+        return internal_error(path + ": step-wise replay failed at call " + std::to_string(k) +
+                              ": " + st.message());
       CallError& ce = r.calls[k];
       ce.t = smp.timesteps()[k];
       ce.step_rel = in_rel;
@@ -361,8 +372,8 @@ Result<FixtureCheck> check_sampler_fixture(const std::string& path) {
     }
     if (!noise.error.empty()) r.problems.push_back(noise.error);
     if (noise.used != draws.size())
-      r.problems.push_back("sampler drew " + std::to_string(noise.used) + " noise tensors, fixture has " +
-                           std::to_string(draws.size()));
+      r.problems.push_back("sampler drew " + std::to_string(noise.used) +
+                           " noise tensors, fixture has " + std::to_string(draws.size()));
   }
   r.step_pass = r.step_max_rel <= r.step_tol_rel;
 
@@ -377,8 +388,9 @@ Result<FixtureCheck> check_sampler_fixture(const std::string& path) {
       DUET_RETURN_IF_ERROR(model(in.data(), smp.timesteps()[k], mo.data()));
       noise.current_step = k;
       Status st = smp.step(k, mo.data(), xe.data(), noise);
-      if (!st) return internal_error(path + ": end-to-end replay failed at call " +
-                                     std::to_string(k) + ": " + st.message());
+      if (!st)
+        return internal_error(path + ": end-to-end replay failed at call " + std::to_string(k) +
+                              ": " + st.message());
       double e = 0;
       for (size_t i = 0; i < n; ++i)
         e = std::max(e, std::fabs(static_cast<double>(xe[i]) - samples[k]->data[i]));

@@ -51,7 +51,8 @@ class DpmBase : public Sampler {
  public:
   DpmBase(const SamplerParams& p, const NoiseSchedule& s, size_t n, Algo algo, int solver_order)
       : Sampler(p, s, n), algo_(algo), solver_order_(solver_order) {
-    const bool sigma_min = p.final_sigmas.empty() ? algo == Algo::kDpm : p.final_sigmas == "sigma_min";
+    const bool sigma_min =
+        p.final_sigmas.empty() ? algo == Algo::kDpm : p.final_sigmas == "sigma_min";
     final_zero_ = !sigma_min;
     dpm_schedule(p, s, sigma_min, &timesteps_, &sigmas_);
     hist_.assign(solver_order, std::vector<float>(n));
@@ -90,7 +91,9 @@ class DpmBase : public Sampler {
     return hist_[head_].data();
   }
   // k = 0 newest, 1 previous, ...
-  const float* hist(int k) const { return hist_[(head_ - k + solver_order_) % solver_order_].data(); }
+  const float* hist(int k) const {
+    return hist_[(head_ - k + solver_order_) % solver_order_].data();
+  }
 
   // First-order update from sigma index s to t (x = sample at s).
   void first_order(int s_idx, int t_idx, const float* x, const float* m0, const float* noise,
@@ -336,10 +339,12 @@ class DpmSinglestep final : public DpmBase {
 
 }  // namespace
 
-Result<std::unique_ptr<Sampler>> make_dpm_multistep(const SamplerParams& p,
-                                                    const NoiseSchedule& s, size_t n) {
-  if (p.name == "dpmpp_2m") return std::unique_ptr<Sampler>(new DpmMultistep(p, s, n, Algo::kDpmPP, 2));
-  if (p.name == "dpmpp_3m") return std::unique_ptr<Sampler>(new DpmMultistep(p, s, n, Algo::kDpmPP, 3));
+Result<std::unique_ptr<Sampler>> make_dpm_multistep(const SamplerParams& p, const NoiseSchedule& s,
+                                                    size_t n) {
+  if (p.name == "dpmpp_2m")
+    return std::unique_ptr<Sampler>(new DpmMultistep(p, s, n, Algo::kDpmPP, 2));
+  if (p.name == "dpmpp_3m")
+    return std::unique_ptr<Sampler>(new DpmMultistep(p, s, n, Algo::kDpmPP, 3));
   if (p.name == "dpmsolver_2m") {
     if (p.final_sigmas == "zero")
       return invalid_argument("dpmsolver_2m: final_sigmas=zero is not supported (use sigma_min)");
@@ -350,9 +355,10 @@ Result<std::unique_ptr<Sampler>> make_dpm_multistep(const SamplerParams& p,
   return invalid_argument("not a multistep DPM-Solver: " + p.name);
 }
 
-Result<std::unique_ptr<Sampler>> make_dpm_singlestep(const SamplerParams& p,
-                                                     const NoiseSchedule& s, size_t n) {
-  if (p.name == "dpmpp_2s") return std::unique_ptr<Sampler>(new DpmSinglestep(p, s, n, Algo::kDpmPP, 2));
+Result<std::unique_ptr<Sampler>> make_dpm_singlestep(const SamplerParams& p, const NoiseSchedule& s,
+                                                     size_t n) {
+  if (p.name == "dpmpp_2s")
+    return std::unique_ptr<Sampler>(new DpmSinglestep(p, s, n, Algo::kDpmPP, 2));
   if (p.name == "dpmsolver_3s") {
     if (p.final_sigmas == "zero")
       return invalid_argument("dpmsolver_3s: final_sigmas=zero is not supported (use sigma_min)");

@@ -102,9 +102,7 @@ class KDiffSampler final : public Sampler {
   }
 
  protected:
-  void reset_state(int) override {
-    num_derivs_ = 0;
-  }
+  void reset_state(int) override { num_derivs_ = 0; }
 
   // x0 prediction for model output m at sample x, noise level s.
   void pred_x0(const float* x, const float* m, float s, float* out) const {
@@ -220,8 +218,8 @@ class KDiffSampler final : public Sampler {
       }
       return prod;
     };
-    static const double xg[5] = {-0.9061798459386640, -0.5384693101056831, 0.0,
-                                 0.5384693101056831, 0.9061798459386640};
+    static const double xg[5] = {-0.9061798459386640, -0.5384693101056831, 0.0, 0.5384693101056831,
+                                 0.9061798459386640};
     static const double wg[5] = {0.2369268850561891, 0.4786286704993665, 0.5688888888888889,
                                  0.4786286704993665, 0.2369268850561891};
     const double a = sigmas_[t], b = sigmas_[t + 1];
@@ -244,12 +242,18 @@ class KDiffSampler final : public Sampler {
 Result<std::unique_ptr<Sampler>> make_kdiffusion(const SamplerParams& p, const NoiseSchedule& s,
                                                  size_t n) {
   Kind k;
-  if (p.name == "euler") k = Kind::kEuler;
-  else if (p.name == "euler_a") k = Kind::kEulerA;
-  else if (p.name == "heun") k = Kind::kHeun;
-  else if (p.name == "dpm2") k = Kind::kDpm2;
-  else if (p.name == "lms") k = Kind::kLms;
-  else return invalid_argument("not a k-diffusion sampler: " + p.name);
+  if (p.name == "euler")
+    k = Kind::kEuler;
+  else if (p.name == "euler_a")
+    k = Kind::kEulerA;
+  else if (p.name == "heun")
+    k = Kind::kHeun;
+  else if (p.name == "dpm2")
+    k = Kind::kDpm2;
+  else if (p.name == "lms")
+    k = Kind::kLms;
+  else
+    return invalid_argument("not a k-diffusion sampler: " + p.name);
   if (k == Kind::kLms && (p.lms_order < 1 || p.lms_order > 4))
     return invalid_argument("lms: order must be in [1, 4]");
   return std::unique_ptr<Sampler>(new KDiffSampler(p, s, n, k));

@@ -106,7 +106,9 @@ class UniPcSampler final : public Sampler {
   }
 
  private:
-  const float* hist(int k) const { return hist_[(head_ - k + solver_order_) % solver_order_].data(); }
+  const float* hist(int k) const {
+    return hist_[(head_ - k + solver_order_) % solver_order_].data();
+  }
 
   // Shared coefficient computation: returns h_phi_1, B_h and fills b[0..order).
   void coeffs(float h, int order, float* h_phi_1, float* B_h, float b[3]) const {

@@ -15,9 +15,12 @@ Result<BetaSchedule> parse_beta_schedule(const std::string& s) {
 
 const char* beta_schedule_name(BetaSchedule b) {
   switch (b) {
-    case BetaSchedule::kLinear: return "linear";
-    case BetaSchedule::kScaledLinear: return "scaled_linear";
-    case BetaSchedule::kCosine: return "squaredcos_cap_v2";
+    case BetaSchedule::kLinear:
+      return "linear";
+    case BetaSchedule::kScaledLinear:
+      return "scaled_linear";
+    case BetaSchedule::kCosine:
+      return "squaredcos_cap_v2";
   }
   return "?";
 }

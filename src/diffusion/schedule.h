@@ -1,5 +1,6 @@
 // Training noise schedules (beta tables) as diffusers computes them, in float32.
-//   alphabar = cumprod(1 - beta),  sigma = sqrt((1 - alphabar) / alphabar),  lambda = log(alpha / sigma)
+//   alphabar = cumprod(1 - beta),  sigma = sqrt((1 - alphabar) / alphabar),  lambda = log(alpha /
+//   sigma)
 // plus the sigma <-> real-valued timestep maps used by k-diffusion-style samplers.
 #pragma once
 

@@ -52,8 +52,12 @@ void res_block(TableBuilder& t, const std::string& n, int64_t cin, int64_t cout,
   t.norm(n + ".norm1", cin);
   t.conv(n + ".conv1", cin, cout, 3);
   switch (mode) {
-    case ResMode::kFilm: t.linear(n + ".t_proj", d, 2 * cout); break;   // (scale, shift)
-    case ResMode::kGated: t.linear(n + ".t_proj", d, 3 * cout); break;  // (scale, shift, g)
+    case ResMode::kFilm:
+      t.linear(n + ".t_proj", d, 2 * cout);
+      break;  // (scale, shift)
+    case ResMode::kGated:
+      t.linear(n + ".t_proj", d, 3 * cout);
+      break;  // (scale, shift, g)
     case ResMode::kConcat:
       t.linear(n + ".t_proj", d, ct);
       t.conv(n + ".t_mix", cout + ct, cout, 1);  // concat[h, m] -> cout

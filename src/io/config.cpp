@@ -163,8 +163,8 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
   for (const auto& [field, v] : pos_ints) DUET_RETURN_IF_ERROR(check_pos_int(file, field, v));
   // Structural cap: every checkpoint check materialises ~13 tensors per block, so an absurd
   // depth must be an error naming the field, not an out-of-memory (found by fuzz_config).
-  for (const auto& [field, v] :
-       {std::pair<const char*, int64_t>{"text.layers", c.text.layers}, {"backbone.depth", c.backbone.depth}})
+  for (const auto& [field, v] : {std::pair<const char*, int64_t>{"text.layers", c.text.layers},
+                                 {"backbone.depth", c.backbone.depth}})
     if (v > 1024) return field_error(file, field, "must be <= 1024 (got " + num(v) + ")");
   const auto& t = c.text;
   const auto& b = c.backbone;

@@ -45,7 +45,8 @@ Result<json> parse_header_json(std::string_view text, const std::string& file) {
           if (!keys.back().insert(k).second && duplicate.empty()) duplicate = k;
         }
         return true;
-      default: return true;
+      default:
+        return true;
     }
   };
   json j;

@@ -71,7 +71,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   }
   // final layer: linear(modulate(ln(x), shift, scale)) -> [B, N, p*p*C] -> unpatchify
   float* y = s.ws.alloc(BN * cfg.patch_dim());  // [B, N, p*p*C]
-  be.linear(*m.final_ada, c_silu, B, ada);  // [B, 2D] = shift, scale
+  be.linear(*m.final_ada, c_silu, B, ada);      // [B, 2D] = shift, scale
   be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 2 * D, xn);
   be.linear(*m.final_linear, xn, BN, y);
   s.emit("final_tokens", y, {B, N, cfg.patch_dim()});

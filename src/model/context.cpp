@@ -111,9 +111,9 @@ Status Context::denoise(const Tensor& x_t, const Tensor& t, const PromptState& p
   if (x_t.dtype() != DType::kF32 || x_t.rank() != 4 || x_t.dim(1) != C || x_t.dim(2) != s.H ||
       x_t.dim(3) != s.W || x_t.dim(0) < 1 || x_t.dim(0) > s.max_b)
     return invalid_argument("denoise: x_t must be F32 [B, " + std::to_string(C) + ", " +
-                            std::to_string(s.H) + ", " + std::to_string(s.W) + "] with 1 <= B <= " +
-                            std::to_string(s.max_b) + ", got " + dtype_name(x_t.dtype()) + " " +
-                            shape_string(x_t.shape()));
+                            std::to_string(s.H) + ", " + std::to_string(s.W) +
+                            "] with 1 <= B <= " + std::to_string(s.max_b) + ", got " +
+                            dtype_name(x_t.dtype()) + " " + shape_string(x_t.shape()));
   const int64_t B = x_t.dim(0);
   if (t.dtype() != DType::kF32 || t.shape() != Shape{B})
     return invalid_argument("denoise: t must be F32 [" + std::to_string(B) + "], got " +

@@ -10,8 +10,8 @@ constexpr int64_t kParallelMin = 1 << 14;  // below this, threading costs more t
 inline float sigm(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 }  // namespace
 
-void add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b,
-                    int64_t n, int64_t d) {
+void add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b, int64_t n,
+                    int64_t d) {
 #pragma omp parallel for collapse(2) if (b * n * d > kParallelMin)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t t = 0; t < n; ++t) {
@@ -37,8 +37,8 @@ void add(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b,
-          int64_t c, int64_t hw) {
+void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
+          int64_t hw) {
 #pragma omp parallel for collapse(2) if (b * c * hw > kParallelMin)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ci = 0; ci < c; ++ci) {
@@ -49,8 +49,8 @@ void film(float* h, const float* scale, const float* shift, int64_t mstride, int
     }
 }
 
-void gated_film(float* h, const float* scale, const float* shift, const float* g,
-                int64_t mstride, int64_t b, int64_t c, int64_t hw) {
+void gated_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
+                int64_t b, int64_t c, int64_t hw) {
 #pragma omp parallel for collapse(2) if (b * c * hw > kParallelMin)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ci = 0; ci < c; ++ci) {
@@ -82,8 +82,7 @@ void concat_broadcast(const float* a, int64_t ca, const float* m, int64_t cm, in
   }
 }
 
-void dual_attention(float* h, const float* ac, const float* as, int64_t b, int64_t c,
-                    int64_t hw) {
+void dual_attention(float* h, const float* ac, const float* as, int64_t b, int64_t c, int64_t hw) {
 #pragma omp parallel for collapse(2) if (b * c * hw > kParallelMin)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ci = 0; ci < c; ++ci) {
@@ -95,8 +94,8 @@ void dual_attention(float* h, const float* ac, const float* as, int64_t b, int64
     }
 }
 
-void fuse(const float* eps_s, const float* hp_s, const float* eps_d, const float* alpha,
-          int64_t b, int64_t per, float* eps) {
+void fuse(const float* eps_s, const float* hp_s, const float* eps_d, const float* alpha, int64_t b,
+          int64_t per, float* eps) {
   for (int64_t bi = 0; bi < b; ++bi) {
     const float a = alpha[bi], one_minus = 1.0f - a;
     const int64_t o = bi * per;

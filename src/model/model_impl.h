@@ -25,7 +25,7 @@ struct TextBlockW {  // text_encoder.py TextBlock
   LinearPtr qkv, proj, fc1, fc2;  // fc1 has the GELU(tanh) fused
 };
 
-struct DiTBlockW {  // backbone.py DiTBlock
+struct DiTBlockW {           // backbone.py DiTBlock
   LinearPtr ada;             // [6D, D] applied to SiLU(c)
   LinearPtr qkv, proj;       // self-attention
   NormW ln_c;                // affine LN, eps 1e-6
@@ -55,7 +55,7 @@ struct Model::Impl {
   const Backend* be = nullptr;
   Precision precision = Precision::kF32;  // LoadOptions::precision
   int64_t layer_counts[3] = {0, 0, 0};    // weight-bearing layers per Precision (f32, bf16, int8)
-  std::map<std::string, Tensor> store;  // fp32 weights by state_dict name (norms, embeddings)
+  std::map<std::string, Tensor> store;    // fp32 weights by state_dict name (norms, embeddings)
 
   // text encoder
   const float* tok_emb = nullptr;  // [vocab, Dt]

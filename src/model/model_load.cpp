@@ -62,7 +62,9 @@ class Builder {
     }
     const int64_t n = out * per_out;
     switch (p) {
-      case Precision::kF32: lw.f32 = f32; break;
+      case Precision::kF32:
+        lw.f32 = f32;
+        break;
       case Precision::kBF16: {
         Tensor q = Tensor::zeros(shape, DType::kBF16);
         ops::to_bf16(f32, n, q.as<uint16_t>());
@@ -175,7 +177,8 @@ class Builder {
 
   Status check_all_used() const {
     for (const auto& [name, t] : src_)
-      if (!used_.count(name)) return invalid_argument("checkpoint has unexpected tensor '" + name + "'");
+      if (!used_.count(name))
+        return invalid_argument("checkpoint has unexpected tensor '" + name + "'");
     return Status::ok();
   }
 
@@ -202,7 +205,8 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
     DUET_ASSIGN_OR_RETURN(t.ln2, b.norm(pre + ".ln2", Dt));
     DUET_ASSIGN_OR_RETURN(t.qkv, b.linear(pre + ".attn.qkv", 3 * Dt, Dt));
     DUET_ASSIGN_OR_RETURN(t.proj, b.linear(pre + ".attn.proj", Dt, Dt));
-    DUET_ASSIGN_OR_RETURN(t.fc1, b.linear(pre + ".mlp.fc1", Dt * tc.mlp_ratio, Dt, Activation::kGeluTanh));
+    DUET_ASSIGN_OR_RETURN(t.fc1,
+                          b.linear(pre + ".mlp.fc1", Dt * tc.mlp_ratio, Dt, Activation::kGeluTanh));
     DUET_ASSIGN_OR_RETURN(t.fc2, b.linear(pre + ".mlp.fc2", Dt, Dt * tc.mlp_ratio));
     m.text_blocks.push_back(std::move(t));
   }
@@ -211,8 +215,10 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
   DUET_ASSIGN_OR_RETURN(m.t_fc1, b.linear("cond.t_mlp.fc1", D, kTimeEmbedDim, Activation::kSilu));
   DUET_ASSIGN_OR_RETURN(m.t_fc2, b.linear("cond.t_mlp.fc2", D, D));
   DUET_ASSIGN_OR_RETURN(m.pool_proj, b.linear("cond.pool_proj", D, Dt));
-  DUET_ASSIGN_OR_RETURN(m.gate_fc1, b.linear("gate.mlp.fc1", cfg.gate.hidden, kTimeEmbedDim, Activation::kSilu));
-  DUET_ASSIGN_OR_RETURN(m.gate_fc2, b.linear("gate.mlp.fc2", 1, cfg.gate.hidden, Activation::kSigmoid));
+  DUET_ASSIGN_OR_RETURN(
+      m.gate_fc1, b.linear("gate.mlp.fc1", cfg.gate.hidden, kTimeEmbedDim, Activation::kSilu));
+  DUET_ASSIGN_OR_RETURN(m.gate_fc2,
+                        b.linear("gate.mlp.fc2", 1, cfg.gate.hidden, Activation::kSigmoid));
   // backbone
   ConvDesc pd;
   pd.cin = C;
@@ -232,7 +238,8 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
     DUET_ASSIGN_OR_RETURN(k.v, b.linear(pre + ".cross.v", D, Dt));
     DUET_ASSIGN_OR_RETURN(k.cproj, b.linear(pre + ".cross.proj", D, D));
     DUET_ASSIGN_OR_RETURN(k.sem_gate, b.linear(pre + ".sem_gate", D, Dt, Activation::kSigmoid));
-    DUET_ASSIGN_OR_RETURN(k.fc1, b.linear(pre + ".mlp.fc1", D * bc.mlp_ratio, D, Activation::kGeluTanh));
+    DUET_ASSIGN_OR_RETURN(k.fc1,
+                          b.linear(pre + ".mlp.fc1", D * bc.mlp_ratio, D, Activation::kGeluTanh));
     DUET_ASSIGN_OR_RETURN(k.fc2, b.linear(pre + ".mlp.fc2", D, D * bc.mlp_ratio));
     m.blocks.push_back(std::move(k));
   }
@@ -242,13 +249,16 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
   const auto& rc = cfg.refiner;
   const std::vector<int64_t> ch = cfg.level_channels();
   const int64_t levels = static_cast<int64_t>(ch.size());
-  DUET_ASSIGN_OR_RETURN(m.conv_in, b.conv("refiner.conv_in", Builder::conv3(2 * C, rc.base_channels)));
+  DUET_ASSIGN_OR_RETURN(m.conv_in,
+                        b.conv("refiner.conv_in", Builder::conv3(2 * C, rc.base_channels)));
   int64_t cin = rc.base_channels;
   for (int64_t i = 0; i < levels; ++i) {
-    DUET_ASSIGN_OR_RETURN(ResBlockW r, b.resblock("refiner.enc." + std::to_string(i), cin, ch[i], ResMode::kFilm));
+    DUET_ASSIGN_OR_RETURN(
+        ResBlockW r, b.resblock("refiner.enc." + std::to_string(i), cin, ch[i], ResMode::kFilm));
     m.enc.push_back(std::move(r));
     if (i < levels - 1) {
-      DUET_ASSIGN_OR_RETURN(ConvPtr d, b.conv("refiner.down." + std::to_string(i), Builder::conv3(ch[i], ch[i], 2)));
+      DUET_ASSIGN_OR_RETURN(
+          ConvPtr d, b.conv("refiner.down." + std::to_string(i), Builder::conv3(ch[i], ch[i], 2)));
       m.down.push_back(std::move(d));
     }
     cin = ch[i];
@@ -259,15 +269,18 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
     const int64_t i = levels - 2 - j;
     const std::string js = std::to_string(j);
     CarafeW u;
-    DUET_ASSIGN_OR_RETURN(u.comp, b.conv("refiner.up." + js + ".comp", Builder::conv1(ch[i + 1], cf.compress)));
+    DUET_ASSIGN_OR_RETURN(
+        u.comp, b.conv("refiner.up." + js + ".comp", Builder::conv1(ch[i + 1], cf.compress)));
     ConvDesc ed = Builder::conv3(cf.compress, cf.scale * cf.scale * cf.k_up * cf.k_up);
     ed.k = cf.k_enc;
     ed.pad = cf.k_enc / 2;
     DUET_ASSIGN_OR_RETURN(u.enc, b.conv("refiner.up." + js + ".enc", ed));
     m.up.push_back(std::move(u));
-    DUET_ASSIGN_OR_RETURN(ConvPtr f, b.conv("refiner.fuse." + js, Builder::conv1(ch[i + 1] + ch[i], ch[i])));
+    DUET_ASSIGN_OR_RETURN(ConvPtr f,
+                          b.conv("refiner.fuse." + js, Builder::conv1(ch[i + 1] + ch[i], ch[i])));
     m.fuse.push_back(std::move(f));
-    DUET_ASSIGN_OR_RETURN(ResBlockW r, b.resblock("refiner.dec." + js, ch[i], ch[i], ResMode::kGated));
+    DUET_ASSIGN_OR_RETURN(ResBlockW r,
+                          b.resblock("refiner.dec." + js, ch[i], ch[i], ResMode::kGated));
     m.dec.push_back(std::move(r));
   }
   DUET_ASSIGN_OR_RETURN(m.norm_out, b.norm("refiner.norm_out", ch[0]));
@@ -277,9 +290,8 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
 
 }  // namespace
 
-Result<std::shared_ptr<const Model>> Model::from_tensors(const ModelConfig& cfg,
-                                                         const std::map<std::string, Tensor>& tensors,
-                                                         const LoadOptions& opts) {
+Result<std::shared_ptr<const Model>> Model::from_tensors(
+    const ModelConfig& cfg, const std::map<std::string, Tensor>& tensors, const LoadOptions& opts) {
   DUET_RETURN_IF_ERROR(validate_config(cfg));
   std::shared_ptr<Model> model(new Model());
   Impl& m = *model->impl_;
@@ -308,8 +320,7 @@ Result<std::shared_ptr<const Model>> Model::from_tensors(const ModelConfig& cfg,
   if (opts.precision == Precision::kF32 &&
       (dtypes.count("F16") || dtypes.count("BF16") || dtypes.count("I8"))) {
     m.info.weight_dtypes += " (converted to F32 at load)";
-    m.info.notes.push_back("weights stored as " + m.info.weight_dtypes +
-                           "; all compute is fp32");
+    m.info.notes.push_back("weights stored as " + m.info.weight_dtypes + "; all compute is fp32");
   }
   DUET_RETURN_IF_ERROR(build(m, tensors));
   if (opts.precision != Precision::kF32) {

@@ -62,7 +62,8 @@ Result<PromptState> Model::encode_ids(const Tensor& ids, const Tensor& mask,
   for (int64_t b = 0; b < B; ++b) {
     bool any = false;
     for (int64_t l = 0; l < L; ++l) any |= ps.key_mask[b * L + l] != 0;
-    if (!any) return invalid_argument("encode_ids: prompt " + std::to_string(b) + " has an all-zero mask");
+    if (!any)
+      return invalid_argument("encode_ids: prompt " + std::to_string(b) + " has an all-zero mask");
   }
 
   // x [B, L, Dt] = tok_emb[ids] + pos_emb[:L]

@@ -118,7 +118,8 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
     float* cat2 = s.ws.alloc(B * (ch[i + 1] + ch[i]) * hw);  // [B, ch[i+1] + ch[i], H_i, W_i]
     float* up = s.ws.alloc(B * ch[i + 1] * hw);
     be.carafe(h, enc, B, ch[i + 1], hl, wl, cf.k_up, cf.scale, scratch, up);
-    if (s.hook) s.hook("ref.up." + std::to_string(j), Tensor::view(up, {B, ch[i + 1], hs[i], ws[i]}));
+    if (s.hook)
+      s.hook("ref.up." + std::to_string(j), Tensor::view(up, {B, ch[i + 1], hs[i], ws[i]}));
     glue::concat_channels(up, ch[i + 1], skips[i], ch[i], B, hw, cat2);
     float* f = s.ws.alloc(B * ch[i] * hw);
     be.conv2d(*m.fuse[j], cat2, B, hs[i], ws[i], f);

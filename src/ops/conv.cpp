@@ -17,8 +17,8 @@ void conv2d(const float* x, const float* w, const float* bias, int64_t b, int64_
         for (int64_t ox = 0; ox < wo; ++ox) {
           double acc = bias ? bias[o] : 0.0;
           for (int64_t ci = 0; ci < cin; ++ci) {
-            const float* xc = x + (bi * cin + ci) * h * wd;        // [H, W]
-            const float* wc = w + ((o * cin + ci) * kh) * kw;      // [KH, KW]
+            const float* xc = x + (bi * cin + ci) * h * wd;    // [H, W]
+            const float* wc = w + ((o * cin + ci) * kh) * kw;  // [KH, KW]
             for (int64_t dy = 0; dy < kh; ++dy) {
               const int64_t iy = oy * stride - pad + dy;
               if (iy < 0 || iy >= h) continue;
@@ -36,8 +36,8 @@ void conv2d(const float* x, const float* w, const float* bias, int64_t b, int64_
   }
 }
 
-void patch_embed(const float* x, const float* w, const float* bias, int64_t b, int64_t c,
-                 int64_t h, int64_t wd, int64_t d, int64_t p, float* y) {
+void patch_embed(const float* x, const float* w, const float* bias, int64_t b, int64_t c, int64_t h,
+                 int64_t wd, int64_t d, int64_t p, float* y) {
   const int64_t gh = h / p, gw = wd / p, n = gh * gw;
   std::vector<float> tmp(static_cast<size_t>(b * d * n));  // [B, D, gh, gw]
   conv2d(x, w, bias, b, c, h, wd, d, p, p, p, 0, tmp.data());
@@ -62,7 +62,8 @@ void pixel_shuffle(const float* x, int64_t b, int64_t c, int64_t h, int64_t wd, 
       for (int64_t yy = 0; yy < ho; ++yy)
         for (int64_t xx = 0; xx < wo; ++xx) {
           const int64_t src_c = ci * s * s + (yy % s) * s + (xx % s);
-          y[((bi * c + ci) * ho + yy) * wo + xx] = x[((bi * c * s * s + src_c) * h + yy / s) * wd + xx / s];
+          y[((bi * c + ci) * ho + yy) * wo + xx] =
+              x[((bi * c * s * s + src_c) * h + yy / s) * wd + xx / s];
         }
 }
 
@@ -100,7 +101,8 @@ void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, i
       float mx = -INFINITY;
       for (int64_t q = 0; q < kk; ++q) mx = std::fmax(mx, base[q * hw_out + p]);
       double sum = 0;
-      for (int64_t q = 0; q < kk; ++q) sum += e[q] = std::exp(static_cast<double>(base[q * hw_out + p]) - mx);
+      for (int64_t q = 0; q < kk; ++q)
+        sum += e[q] = std::exp(static_cast<double>(base[q * hw_out + p]) - mx);
       for (int64_t q = 0; q < kk; ++q) base[q * hw_out + p] = static_cast<float>(e[q] / sum);
     }
   }

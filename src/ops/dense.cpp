@@ -83,7 +83,9 @@ void group_norm(const float* x, int64_t b, int64_t c, int64_t hw, int64_t groups
   }
 }
 
-float sigmoid1(float x) { return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x)))); }
+float sigmoid1(float x) {
+  return static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(x))));
+}
 float silu1(float x) { return x * sigmoid1(x); }
 float gelu_tanh1(float x) {
   const double xd = x;
@@ -108,7 +110,8 @@ void softmax_rows(float* x, int64_t rows, int64_t n) {
     for (int64_t j = 0; j < n; ++j) mx = v[j] > mx ? v[j] : mx;
     double s = 0;
     for (int64_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(v[j]) - mx);
-    for (int64_t j = 0; j < n; ++j) v[j] = static_cast<float>(std::exp(static_cast<double>(v[j]) - mx) / s);
+    for (int64_t j = 0; j < n; ++j)
+      v[j] = static_cast<float>(std::exp(static_cast<double>(v[j]) - mx) / s);
   }
 }
 

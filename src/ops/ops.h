@@ -53,23 +53,25 @@ struct AttentionArgs {
 };
 void attention(const AttentionArgs& a);
 
-// ---- convolution & image ops (NCHW) ---------------------------------------------------------------
-// y [B, Cout, Ho, Wo] = conv(x [B, Cin, H, W], w [Cout, Cin, KH, KW]) + b, zero padding.
-// Ho = (H + 2 pad - KH) / stride + 1 (same for W).
+// ---- convolution & image ops (NCHW)
+// --------------------------------------------------------------- y [B, Cout, Ho, Wo] = conv(x [B,
+// Cin, H, W], w [Cout, Cin, KH, KW]) + b, zero padding. Ho = (H + 2 pad - KH) / stride + 1 (same
+// for W).
 void conv2d(const float* x, const float* w, const float* bias, int64_t b, int64_t cin, int64_t h,
             int64_t wd, int64_t cout, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
             float* y);
 // Patch embedding: conv k = p, stride p, then flatten + transpose: x [B, C, H, W] -> y [B, N, D],
 // token n = i * (W/p) + j.
-void patch_embed(const float* x, const float* w, const float* bias, int64_t b, int64_t c,
-                 int64_t h, int64_t wd, int64_t d, int64_t p, float* y);
+void patch_embed(const float* x, const float* w, const float* bias, int64_t b, int64_t c, int64_t h,
+                 int64_t wd, int64_t d, int64_t p, float* y);
 // y [B, C] = mean over HW of x [B, C, HW].
 void global_avg_pool(const float* x, int64_t b, int64_t c, int64_t hw, float* y);
 // x [B, C*s*s, H, W] -> y [B, C, H*s, W*s]: y[b, c, h*s+i, w*s+j] = x[b, c*s*s + i*s + j, h, w].
 void pixel_shuffle(const float* x, int64_t b, int64_t c, int64_t h, int64_t wd, int64_t s,
                    float* y);
 // CARAFE reassembly. wts [B, k*k, H*s, W*s] (already softmaxed over k*k), x [B, C, H, W]:
-// y[b, c, Y, X] = sum_{i,j} wts[b, i*k+j, Y, X] * x[b, c, Y/s + i - k/2, X/s + j - k/2] (0 outside).
+// y[b, c, Y, X] = sum_{i,j} wts[b, i*k+j, Y, X] * x[b, c, Y/s + i - k/2, X/s + j - k/2] (0
+// outside).
 void carafe_reassemble(const float* x, const float* wts, int64_t b, int64_t c, int64_t h,
                        int64_t wd, int64_t k, int64_t s, float* y);
 // Full CARAFE given the encoder output enc [B, s*s*k*k, H, W] (before pixel shuffle / softmax):
@@ -86,8 +88,9 @@ std::vector<float> highpass_mask(int64_t h, int64_t w, double rho_c, double tau)
 // y = Re(IDFT2(M ⊙ DFT2(x))) per image, x/y [n_images, H, W]; naive separable DFT in double.
 void highpass(const float* x, int64_t n_images, int64_t h, int64_t w, const float* mask, float* y);
 
-// ---- embeddings ----------------------------------------------------------------------------------
-// [cos(t f_k), sin(t f_k)], f_k = max_period^(-k/half), in double -> float. t [B] -> y [B, dim].
+// ---- embeddings
+// ---------------------------------------------------------------------------------- [cos(t f_k),
+// sin(t f_k)], f_k = max_period^(-k/half), in double -> float. t [B] -> y [B, dim].
 void timestep_sinusoid(const float* t, int64_t b, int64_t dim, double max_period, float* y);
 // Fixed 2-D sin-cos embedding [gh*gw, dim] (layers.py pos_embed_2d), double -> float.
 std::vector<float> pos_embed_2d(int64_t dim, int64_t gh, int64_t gw);

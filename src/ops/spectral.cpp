@@ -22,7 +22,8 @@ std::vector<float> highpass_mask(int64_t h, int64_t w, double rho_c, double tau)
     for (int64_t v = 0; v < w; ++v) {
       const double fu = fftfreq(u, h), fv = fftfreq(v, w);
       const double rho = std::sqrt(fu * fu + fv * fv);
-      const double val = tau == 0 ? (rho >= rho_c ? 1.0 : 0.0) : 1.0 / (1.0 + std::exp(-(rho - rho_c) / tau));
+      const double val =
+          tau == 0 ? (rho >= rho_c ? 1.0 : 0.0) : 1.0 / (1.0 + std::exp(-(rho - rho_c) / tau));
       m[u * w + v] = static_cast<float>(val);
     }
   return m;
@@ -33,7 +34,8 @@ void highpass(const float* x, int64_t n_images, int64_t h, int64_t w, const floa
   // twiddles e^{-2πi k/n}, indexed by (a*b) mod n
   auto twiddles = [](int64_t n) {
     std::vector<cd> t(static_cast<size_t>(n));
-    for (int64_t k = 0; k < n; ++k) t[k] = std::polar(1.0, -2.0 * M_PI * static_cast<double>(k) / static_cast<double>(n));
+    for (int64_t k = 0; k < n; ++k)
+      t[k] = std::polar(1.0, -2.0 * M_PI * static_cast<double>(k) / static_cast<double>(n));
     return t;
   };
   const std::vector<cd> th = twiddles(h), tw = twiddles(w);

@@ -80,7 +80,8 @@ class ForwardCli : public ::testing::Test {
         worst = std::max(worst, std::fabs(va - vb) / (1 + std::fabs(vb)));
       }
       EXPECT_LE(worst, 1e-4) << key;
-      std::printf("[forward-cli %s refine=%d] %s max rel err %.2e\n", backend.c_str(), refine, key, worst);
+      std::printf("[forward-cli %s refine=%d] %s max rel err %.2e\n", backend.c_str(), refine, key,
+                  worst);
     }
   }
 
@@ -96,7 +97,8 @@ TEST_F(ForwardCli, BadModelDirFailsWithOneLine) {
   const std::string err = (dir_.empty() ? std::string("/tmp") : dir_) + "/err.txt";
   const int rc = sh(std::string(DUET_CLI_PATH) +
                     " forward --model /nonexistent/model --prompt x --x /nonexistent/x.safetensors"
-                    " --t 1 --out /tmp/never.safetensors 2> " + err);
+                    " --t 1 --out /tmp/never.safetensors 2> " +
+                    err);
   EXPECT_NE(rc, 0);
   FILE* f = std::fopen(err.c_str(), "r");
   ASSERT_NE(f, nullptr);

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -29,7 +29,8 @@ double rel_err(const float* a, const float* ref, int64_t n) {
   double worst = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (std::isnan(a[i]) || std::isnan(ref[i])) return INFINITY;
-    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - ref[i]) / (1.0 + std::fabs(ref[i])));
+    worst =
+        std::max(worst, std::fabs(static_cast<double>(a[i]) - ref[i]) / (1.0 + std::fabs(ref[i])));
   }
   return worst;
 }
@@ -68,7 +69,9 @@ TEST_P(Golden, EveryIntermediateMatchesPyTorch) {
   ASSERT_TRUE(meta.count("prompt0") && meta.count("prompt1"));
   std::map<std::string, double> errs;
   std::map<std::string, Tensor> got;
-  auto capture = [&](std::string_view name, const Tensor& v) { got[std::string(name)] = v.clone(); };
+  auto capture = [&](std::string_view name, const Tensor& v) {
+    got[std::string(name)] = v.clone();
+  };
 
   // tokenizer: exact
   Tensor ids, mask;
@@ -100,8 +103,10 @@ TEST_P(Golden, EveryIntermediateMatchesPyTorch) {
   // fixed tables computed on the C++ side
   const int64_t p = cfg.backbone.patch;
   std::vector<float> pos = ops::pos_embed_2d(cfg.backbone.width, x.dim(2) / p, x.dim(3) / p);
-  got["pos_embed"] = Tensor::view(pos.data(), {x.dim(2) / p * (x.dim(3) / p), cfg.backbone.width}).clone();
-  std::vector<float> hm = ops::highpass_mask(x.dim(2), x.dim(3), cfg.highpass.rho_c, cfg.highpass.tau);
+  got["pos_embed"] =
+      Tensor::view(pos.data(), {x.dim(2) / p * (x.dim(3) / p), cfg.backbone.width}).clone();
+  std::vector<float> hm =
+      ops::highpass_mask(x.dim(2), x.dim(3), cfg.highpass.rho_c, cfg.highpass.tau);
   got["hp_mask"] = Tensor::view(hm.data(), {x.dim(2), x.dim(3)}).clone();
 
   int compared = 0;
@@ -128,18 +133,18 @@ TEST_P(Golden, EveryIntermediateMatchesPyTorch) {
               backend_kind_name(gc.backend), worst, compared, line.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, Golden,
-    ::testing::Values(GoldenCase{"tiny-demo", BackendKind::kReference},
-                      GoldenCase{"tiny-demo", BackendKind::kCpu},
-                      GoldenCase{"awkward", BackendKind::kReference},
-                      GoldenCase{"awkward", BackendKind::kCpu}),
-    [](const ::testing::TestParamInfo<GoldenCase>& i) {
-      std::string n = i.param.fixture + "_" + backend_kind_name(i.param.backend);
-      for (char& ch : n)
-        if (ch == '-') ch = '_';
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(Fixtures, Golden,
+                         ::testing::Values(GoldenCase{"tiny-demo", BackendKind::kReference},
+                                           GoldenCase{"tiny-demo", BackendKind::kCpu},
+                                           GoldenCase{"awkward", BackendKind::kReference},
+                                           GoldenCase{"awkward", BackendKind::kCpu}),
+                         [](const ::testing::TestParamInfo<GoldenCase>& i) {
+                           std::string n =
+                               i.param.fixture + "_" + backend_kind_name(i.param.backend);
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace duet

@@ -44,16 +44,17 @@ void expect_clean_failure(const CommandResult& r, const std::string& what) {
 }
 
 void expect_contains(const std::string& hay, const std::string& needle, const std::string& what) {
-  EXPECT_NE(hay.find(needle), std::string::npos)
-      << what << ": expected '" << needle << "' in:\n" << hay;
+  EXPECT_NE(hay.find(needle), std::string::npos) << what << ": expected '" << needle << "' in:\n"
+                                                 << hay;
 }
 
 // A model dir with the awkward fixture's config and the given safetensors bytes.
 void make_model_dir(const TempDir& dir, const std::string& safetensors_bytes,
                     const std::string& config_text = "") {
-  duet::testing::write_file(
-      dir.file("config.json"),
-      config_text.empty() ? duet::testing::read_file_bytes(kAwkward + "/config.json") : config_text);
+  duet::testing::write_file(dir.file("config.json"),
+                            config_text.empty()
+                                ? duet::testing::read_file_bytes(kAwkward + "/config.json")
+                                : config_text);
   duet::testing::write_file(dir.file("model.safetensors"), safetensors_bytes);
 }
 
@@ -118,34 +119,42 @@ TEST(HardeningCli, MalformedSafetensorsMatrix) {
       {"invalid UTF-8", raw_safetensors("{\"\xff\":1}", 0), {"UTF-8"}},
       {"invalid JSON", raw_safetensors("{\"a\":", 0), {"not valid JSON"}},
       {"duplicate keys",
-       raw_safetensors("{" + entry(w, "F32", "[1]", "[0,4]") + "," + entry(w, "F32", "[1]", "[4,8]") +
-                           "}",
-                       8),
+       raw_safetensors(
+           "{" + entry(w, "F32", "[1]", "[0,4]") + "," + entry(w, "F32", "[1]", "[4,8]") + "}", 8),
        {"duplicate key '" + w + "'"}},
-      {"unknown dtype", raw_safetensors("{" + entry(w, "F64", "[1]", "[0,8]") + "}", 8),
+      {"unknown dtype",
+       raw_safetensors("{" + entry(w, "F64", "[1]", "[0,8]") + "}", 8),
        {"tensor '" + w + "'", "dtype 'F64'"}},
-      {"begin > end", raw_safetensors("{" + entry(w, "F32", "[1]", "[8,4]") + "}", 8),
+      {"begin > end",
+       raw_safetensors("{" + entry(w, "F32", "[1]", "[8,4]") + "}", 8),
        {"tensor '" + w + "'", "begin > end"}},
-      {"negative offset", raw_safetensors("{" + entry(w, "F32", "[1]", "[-4,0]") + "}", 4),
+      {"negative offset",
+       raw_safetensors("{" + entry(w, "F32", "[1]", "[-4,0]") + "}", 4),
        {"tensor '" + w + "'", "data_offsets[0]", "negative"}},
-      {"float offset", raw_safetensors("{" + entry(w, "F32", "[1]", "[0,4.5]") + "}", 4),
+      {"float offset",
+       raw_safetensors("{" + entry(w, "F32", "[1]", "[0,4.5]") + "}", 4),
        {"tensor '" + w + "'", "data_offsets[1]", "not an integer"}},
-      {"huge offset", raw_safetensors("{" + entry(w, "F32", "[1]", "[0,18446744073709551615]") + "}", 4),
+      {"huge offset",
+       raw_safetensors("{" + entry(w, "F32", "[1]", "[0,18446744073709551615]") + "}", 4),
        {"tensor '" + w + "'", "out of bounds"}},
-      {"gap", raw_safetensors("{" + entry("a", "F32", "[1]", "[0,4]") + "," +
-                                  entry(w, "F32", "[1]", "[8,12]") + "}",
-                              12),
+      {"gap",
+       raw_safetensors(
+           "{" + entry("a", "F32", "[1]", "[0,4]") + "," + entry(w, "F32", "[1]", "[8,12]") + "}",
+           12),
        {"tensor '" + w + "'", "gap of 4 unused bytes"}},
-      {"overlap", raw_safetensors("{" + entry("a", "F32", "[2]", "[0,8]") + "," +
-                                      entry(w, "F32", "[2]", "[4,12]") + "}",
-                                  12),
+      {"overlap",
+       raw_safetensors(
+           "{" + entry("a", "F32", "[2]", "[0,8]") + "," + entry(w, "F32", "[2]", "[4,12]") + "}",
+           12),
        {"overlap tensor 'a'"}},
-      {"trailing bytes", raw_safetensors("{" + entry(w, "F32", "[1]", "[0,4]") + "}", 7),
+      {"trailing bytes",
+       raw_safetensors("{" + entry(w, "F32", "[1]", "[0,4]") + "}", 7),
        {"3 trailing bytes", "'" + w + "'"}},
       {"shape-product overflow",
        raw_safetensors("{" + entry(w, "F32", "[4294967296,4294967296]", "[0,4]") + "}", 4),
        {"tensor '" + w + "'", "overflows int64"}},
-      {"span != shape x dtype", raw_safetensors("{" + entry(w, "F32", "[3]", "[0,8]") + "}", 8),
+      {"span != shape x dtype",
+       raw_safetensors("{" + entry(w, "F32", "[3]", "[0,8]") + "}", 8),
        {"tensor '" + w + "'", "span 8 bytes", "needs 12"}},
   };
   for (const Case& c : cases) {
@@ -168,7 +177,8 @@ TEST(HardeningCli, MissingAndExtraTensors) {
   const auto r = inspect(dir);
   expect_clean_failure(r, "missing + extra");
   expect_contains(r.err, dir.file("model.safetensors"), "missing + extra");
-  expect_contains(r.err, "missing tensor '" + duet::expected_tensors(awkward_config())[0].name + "'",
+  expect_contains(r.err,
+                  "missing tensor '" + duet::expected_tensors(awkward_config())[0].name + "'",
                   "missing");
   expect_contains(r.err, "unexpected tensor 'backbone.blocks.99.extra.weight'", "extra");
 }
@@ -246,8 +256,8 @@ TEST(HardeningCli, WrongTypedAndOutOfRangeConfigFields) {
   // The same through generate (model loading path).
   TempDir dir;
   make_model_dir(dir, st, R"({"backbone": {"heads": "6"}})");
-  const auto g = run_command(kCli + " generate -q -p x --steps 1 --model " + shell_quote(dir.path()) +
-                             " -o " + shell_quote(dir.file("o.png")));
+  const auto g = run_command(kCli + " generate -q -p x --steps 1 --model " +
+                             shell_quote(dir.path()) + " -o " + shell_quote(dir.file("o.png")));
   expect_clean_failure(g, "generate with bad config");
   expect_contains(g.err, "config.json: field backbone.heads", "generate with bad config");
 }
@@ -279,7 +289,8 @@ TEST(HardeningCli, TruncatedPng) {
     expect_clean_failure(r, label);
     expect_contains(r.err, path, label);
     // img2img input is read before the model is loaded: exit 2, names the option and file.
-    const auto g = run_command(kCli + " generate -q -p x --steps 1 --model " DUET_SOURCE_DIR
+    const auto g = run_command(kCli +
+                               " generate -q -p x --steps 1 --model " DUET_SOURCE_DIR
                                "/tests/fixtures/tiny-demo --init-image " +
                                shell_quote(path) + " -o " + shell_quote(dir.file("o.png")));
     expect_clean_failure(g, label + " (generate)");
@@ -305,7 +316,8 @@ TEST(HardeningCli, GiganticPngDimensions) {
     const auto r = run_command(kCli + " png-info " + shell_quote(path));
     expect_clean_failure(r, label);
     expect_contains(r.err, path, label);
-    const auto g = run_command(kCli + " generate -q -p x --steps 1 --model " DUET_SOURCE_DIR
+    const auto g = run_command(kCli +
+                               " generate -q -p x --steps 1 --model " DUET_SOURCE_DIR
                                "/tests/fixtures/tiny-demo --init-image " +
                                shell_quote(path) + " -o " + shell_quote(dir.file("o.png")));
     expect_clean_failure(g, label + " (generate)");
@@ -358,7 +370,8 @@ TEST(HardeningPng, MalformedParametersChunkInPngInfo) {
 // fix belongs in src/io/config.cpp (a structural cap, e.g. depth, layers <= 1024) or
 // src/io/checkpoint.cpp (compare counts before building the table). Fixed: depth/layers <= 1024.
 TEST(HardeningConfig, ReproHugeDepthIsAccepted) {
-  for (const char* j : {R"({"backbone": {"depth": 16777216}})", R"({"text": {"layers": 16777216}})"}) {
+  for (const char* j :
+       {R"({"backbone": {"depth": 16777216}})", R"({"text": {"layers": 16777216}})"}) {
     auto r = duet::parse_config(j, "c.json");
     EXPECT_FALSE(r.is_ok()) << j << " accepted: checking any checkpoint against it needs ~"
                             << 13 * 16777216ll << " expected-tensor entries";

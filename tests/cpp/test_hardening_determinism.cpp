@@ -22,7 +22,8 @@ std::string generate(const TempDir& dir, const std::string& name, int threads,
                      const std::string& extra = "") {
   const std::string out = dir.file(name);
   const std::string cmd = std::string(DUET_CLI_PATH) +
-                          " generate -q --model " DUET_SOURCE_DIR "/tests/fixtures/tiny-demo"
+                          " generate -q --model " DUET_SOURCE_DIR
+                          "/tests/fixtures/tiny-demo"
                           " -p 'a small boot' --negative-prompt blurry -n 2 --steps 3"
                           " --sampler dpmpp_2m --seed 1234 --bit-depth 16 --grid --threads " +
                           std::to_string(threads) + " " + extra + " -o " + shell_quote(out);

@@ -119,8 +119,8 @@ TEST(HardeningServe, MalformedBodiesAre400WithTheField) {
       {"{", ""},
       {"\"prompt\"", ""},
       {"null", ""},
-      {std::string("{\"prompt\":\"x\xff\"}"), ""},         // invalid UTF-8
-      {R"({"prompt":"x","prompt":"y","n":"2"})", "n"},       // duplicate keys: last wins; n typed
+      {std::string("{\"prompt\":\"x\xff\"}"), ""},      // invalid UTF-8
+      {R"({"prompt":"x","prompt":"y","n":"2"})", "n"},  // duplicate keys: last wins; n typed
       {std::string(100000, '[') + std::string(100000, ']'), ""},  // deep nesting
       {R"({"prompt":["x"]})", "prompt"},
       {R"({"prompt":{"a":1}})", "prompt"},
@@ -178,19 +178,20 @@ TEST(HardeningServe, BoundaryValuesAreAccepted) {
   }
 }
 
-// Found while writing fuzz/fuzz_serve_request (input: fuzz/repro/serve_request-float-seed-2p63.json;
-// the fuzzer reports it as UBSan "runtime error: 9.22337e+18 is outside the range of
-// representable values of type 'long'" at src/serve/api.cpp:48). A float seed of 2^63 passes the
-// `v > hi` range check (hi = INT64_MAX rounds up to 2^63 as a double) and static_cast<int64_t>(v)
-// is undefined behaviour. On x86 it yields INT64_MIN, so the request silently gets a *random*
-// seed instead of a 400. GCC's -fsanitize=undefined does not include float-cast-overflow, so the
-// ASan/UBSan ctest run does not see it. Fixed in get_int() (rejects v >= 2^63).
+// Found while writing fuzz/fuzz_serve_request (input:
+// fuzz/repro/serve_request-float-seed-2p63.json; the fuzzer reports it as UBSan "runtime
+// error: 9.22337e+18 is outside the range of representable values of type 'long'" at
+// src/serve/api.cpp:48). A float seed of 2^63 passes the `v > hi` range check (hi = INT64_MAX
+// rounds up to 2^63 as a double) and static_cast<int64_t>(v) is undefined behaviour. On x86 it
+// yields INT64_MIN, so the request silently gets a *random* seed instead of a 400. GCC's
+// -fsanitize=undefined does not include float-cast-overflow, so the ASan/UBSan ctest run does not
+// see it. Fixed in get_int() (rejects v >= 2^63).
 TEST(HardeningServe, ReproFloatSeedTwoToThe63) {
-  for (const char* body : {R"({"prompt":"x","seed":9223372036854775808.0})",
-                           R"({"prompt":"x","seed":1e19})"}) {
+  for (const char* body :
+       {R"({"prompt":"x","seed":9223372036854775808.0})", R"({"prompt":"x","seed":1e19})"}) {
     auto r = parse(body);
-    ASSERT_TRUE(std::holds_alternative<ApiError>(r)) << body << " accepted with seed "
-                                                    << std::get<ParsedGeneration>(r).request.seed;
+    ASSERT_TRUE(std::holds_alternative<ApiError>(r))
+        << body << " accepted with seed " << std::get<ParsedGeneration>(r).request.seed;
     EXPECT_EQ(std::get<ApiError>(r).param, "seed");
   }
 }
@@ -219,7 +220,8 @@ TEST(HardeningServe, GarbageAndOversizedRequestsOverTcp) {
       {"wrong types", post("/v1/jobs", R"({"prompt":1,"n":"many"})"), 400, 400},
       {"huge n/steps/size", post("/v1/jobs", R"({"prompt":"x","n":100000,"steps":1e9})"), 400, 400},
       {"garbage request line", "\x16\x03\x01\x02\x00 garbage\r\n\r\n", 0, 499},
-      {"huge header", "GET /healthz HTTP/1.1\r\nX: " + std::string(100000, 'h') + "\r\n\r\n", 0, 499},
+      {"huge header", "GET /healthz HTTP/1.1\r\nX: " + std::string(100000, 'h') + "\r\n\r\n", 0,
+       499},
       {"unknown method", "BREW /v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n", 0, 499},
       {"path traversal", "GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 0, 499},
       {"bad chunked body",

@@ -40,7 +40,8 @@ Tensor fill_t(int64_t b, float v) {
 class ModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!std::filesystem::exists(kTiny + "/model.safetensors")) GTEST_SKIP() << "no tiny-demo fixture";
+    if (!std::filesystem::exists(kTiny + "/model.safetensors"))
+      GTEST_SKIP() << "no tiny-demo fixture";
   }
 };
 
@@ -68,7 +69,8 @@ TEST_F(ModelTest, NoRefineReturnsBackboneOnly) {
   auto ctx = Context::create(model);
   ASSERT_TRUE(ctx.is_ok());
   auto ps = model->encode_prompt({"dress"});
-  ASSERT_TRUE((*ctx)->denoise(random_x(1, model->config(), 2), fill_t(1, 10.f), *ps, false).is_ok());
+  ASSERT_TRUE(
+      (*ctx)->denoise(random_x(1, model->config(), 2), fill_t(1, 10.f), *ps, false).is_ok());
   const Tensor eps = (*ctx)->eps(), eps_s = (*ctx)->eps_s();
   for (int64_t i = 0; i < eps.numel(); ++i) ASSERT_EQ(eps.f32()[i], eps_s.f32()[i]);
   EXPECT_TRUE((*ctx)->r().empty());
@@ -111,8 +113,7 @@ TEST_F(ModelTest, DenoiseDoesNotGrowTheHeap) {
   Tensor x = random_x(2, model->config(), 4), t = fill_t(2, 321.f);
   // Per-thread runtime state (OpenMP workers, their oneDNN streams and scratchpads) settles during
   // the first calls: which worker meets which primitive first depends on scheduling.
-  for (int i = 0; i < 8; ++i)
-    ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
   const size_t before = mallinfo2().uordblks;
   for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE((*ctx)->denoise(x, t, *ps, i % 2 == 0).is_ok());
@@ -143,7 +144,8 @@ TEST_F(ModelTest, InfoReportsConvertedDtypes) {
   auto model = load_tiny();  // tiny-demo weights are F16 in the fixture
   EXPECT_GT(model->info().parameters, 0);
   EXPECT_EQ(model->info().backend, "cpu");
-  EXPECT_NE(model->info().weight_dtypes.find("F16"), std::string::npos) << model->info().weight_dtypes;
+  EXPECT_NE(model->info().weight_dtypes.find("F16"), std::string::npos)
+      << model->info().weight_dtypes;
   EXPECT_FALSE(model->info().notes.empty());
 }
 

@@ -44,7 +44,8 @@ Buf random_buf(int64_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
   return b;
 }
 
-void expect_close(const Buf& got, const Buf& ref, double atol, double rtol, const std::string& what) {
+void expect_close(const Buf& got, const Buf& ref, double atol, double rtol,
+                  const std::string& what) {
   ASSERT_TRUE(got.guards_intact()) << what << ": optimised op wrote outside its output";
   ASSERT_TRUE(ref.guards_intact()) << what << ": reference op wrote outside its output";
   double worst = 0;
@@ -71,9 +72,10 @@ TEST(Ops, LinearAllActivationsAwkwardShapes) {
   for (int64_t m : {1, 3, 17, 300})
     for (int64_t k : {1, 7, 129})
       for (int64_t n : {1, 5, 130})
-        for (Activation act : {Activation::kNone, Activation::kGeluTanh, Activation::kSilu,
-                               Activation::kSigmoid}) {
-          Buf w = random_buf(n * k, seed++), b = random_buf(n, seed++), x = random_buf(m * k, seed++);
+        for (Activation act :
+             {Activation::kNone, Activation::kGeluTanh, Activation::kSilu, Activation::kSigmoid}) {
+          Buf w = random_buf(n * k, seed++), b = random_buf(n, seed++),
+              x = random_buf(m * k, seed++);
           auto pr = ref().prepare_linear(w.data(), b.data(), n, k, act);
           auto po = opt().prepare_linear(w.data(), b.data(), n, k, act);
           ASSERT_TRUE(pr.is_ok() && po.is_ok());
@@ -88,7 +90,11 @@ TEST(Ops, LinearAllActivationsAwkwardShapes) {
 
 TEST(Ops, Conv2dKernelsStridesPatchEmbed) {
   // tolerance: atol 2e-5 + rtol 1e-5
-  struct C { int64_t b, cin, h, w, cout, k, stride, pad; bool tokens; Activation act; };
+  struct C {
+    int64_t b, cin, h, w, cout, k, stride, pad;
+    bool tokens;
+    Activation act;
+  };
   const C cases[] = {{2, 3, 7, 5, 4, 3, 1, 1, false, Activation::kNone},
                      {1, 5, 9, 11, 6, 1, 1, 0, false, Activation::kSigmoid},
                      {3, 4, 8, 6, 7, 3, 2, 1, false, Activation::kNone},
@@ -111,11 +117,13 @@ TEST(Ops, Conv2dKernelsStridesPatchEmbed) {
     auto pr = ref().prepare_conv(w.data(), b.data(), d);
     auto po = opt().prepare_conv(w.data(), b.data(), d);
     ASSERT_TRUE(pr.is_ok() && po.is_ok());
-    const int64_t ho = (c.h + 2 * c.pad - c.k) / c.stride + 1, wo = (c.w + 2 * c.pad - c.k) / c.stride + 1;
+    const int64_t ho = (c.h + 2 * c.pad - c.k) / c.stride + 1,
+                  wo = (c.w + 2 * c.pad - c.k) / c.stride + 1;
     Buf yr(c.b * c.cout * ho * wo), yo(c.b * c.cout * ho * wo);
     ref().conv2d(**pr, x.data(), c.b, c.h, c.w, yr.data());
     opt().conv2d(**po, x.data(), c.b, c.h, c.w, yo.data());
-    expect_close(yo, yr, 2e-5, 1e-5, "conv k" + std::to_string(c.k) + " s" + std::to_string(c.stride));
+    expect_close(yo, yr, 2e-5, 1e-5,
+                 "conv k" + std::to_string(c.k) + " s" + std::to_string(c.stride));
   }
 }
 
@@ -134,8 +142,10 @@ TEST(Ops, LayerNormAffinePlainAndModulate) {
         ref().layer_norm(x.data(), b * n, d, nullptr, nullptr, 1e-6f, yr.data());
         opt().layer_norm(x.data(), b * n, d, nullptr, nullptr, 1e-6f, yo.data());
         expect_close(yo, yr, 1e-5, 1e-5, "layer_norm plain d" + std::to_string(d));
-        ref().layer_norm_modulate(x.data(), b, n, d, 1e-6f, mod.data(), mod.data() + d, 3 * d, yr.data());
-        opt().layer_norm_modulate(x.data(), b, n, d, 1e-6f, mod.data(), mod.data() + d, 3 * d, yo.data());
+        ref().layer_norm_modulate(x.data(), b, n, d, 1e-6f, mod.data(), mod.data() + d, 3 * d,
+                                  yr.data());
+        opt().layer_norm_modulate(x.data(), b, n, d, 1e-6f, mod.data(), mod.data() + d, 3 * d,
+                                  yo.data());
         expect_close(yo, yr, 1e-5, 1e-5, "layer_norm_modulate d" + std::to_string(d));
       }
 }
@@ -143,14 +153,18 @@ TEST(Ops, LayerNormAffinePlainAndModulate) {
 TEST(Ops, GroupNormWithAndWithoutSilu) {
   // tolerance: atol 1e-5 + rtol 1e-5
   uint32_t seed = 300;
-  struct G { int64_t b, c, hw, groups; };
+  struct G {
+    int64_t b, c, hw, groups;
+  };
   for (const G& g : {G{1, 8, 1, 8}, G{2, 12, 35, 4}, G{3, 24, 49, 8}, G{2, 6, 240, 3}})
     for (bool silu : {false, true}) {
       Buf x = random_buf(g.b * g.c * g.hw, seed++, -2.f, 3.f), ga = random_buf(g.c, seed++),
           be = random_buf(g.c, seed++);
       Buf yr(x.size()), yo(x.size());
-      ref().group_norm(x.data(), g.b, g.c, g.hw, g.groups, ga.data(), be.data(), 1e-5f, silu, yr.data());
-      opt().group_norm(x.data(), g.b, g.c, g.hw, g.groups, ga.data(), be.data(), 1e-5f, silu, yo.data());
+      ref().group_norm(x.data(), g.b, g.c, g.hw, g.groups, ga.data(), be.data(), 1e-5f, silu,
+                       yr.data());
+      opt().group_norm(x.data(), g.b, g.c, g.hw, g.groups, ga.data(), be.data(), 1e-5f, silu,
+                       yo.data());
       expect_close(yo, yr, 1e-5, 1e-5, "group_norm c" + std::to_string(g.c));
     }
 }
@@ -158,7 +172,10 @@ TEST(Ops, GroupNormWithAndWithoutSilu) {
 TEST(Ops, AttentionSelfCrossMaskedStrided) {
   // tolerance: atol 2e-6 + rtol 1e-5 (online softmax in fp32 vs double)
   uint32_t seed = 400;
-  struct A { int64_t b, heads, nq, nk, dh; bool mask; };
+  struct A {
+    int64_t b, heads, nq, nk, dh;
+    bool mask;
+  };
   const A cases[] = {{1, 1, 1, 1, 1, false},   {2, 3, 17, 13, 12, true}, {2, 2, 70, 70, 16, false},
                      {1, 4, 49, 32, 32, true}, {3, 2, 5, 130, 64, true}, {1, 1, 33, 65, 300, true}};
   for (const A& c : cases) {
@@ -189,19 +206,24 @@ TEST(Ops, AttentionSelfCrossMaskedStrided) {
     ref().attention(a);
     a.out = yo.data();
     opt().attention(a);
-    expect_close(yo, yr, 2e-6, 1e-5, "attention nq" + std::to_string(c.nq) + " nk" + std::to_string(c.nk));
+    expect_close(yo, yr, 2e-6, 1e-5,
+                 "attention nq" + std::to_string(c.nq) + " nk" + std::to_string(c.nk));
   }
 }
 
 TEST(Ops, CarafeFusedMatchesShuffleSoftmaxReassemble) {
   // tolerance: atol 1e-6 + rtol 1e-5
   uint32_t seed = 500;
-  struct K { int64_t b, c, h, w, k; };
-  for (const K& c : {K{1, 1, 1, 1, 1}, K{2, 3, 3, 5, 3}, K{1, 24, 7, 7, 5}, K{2, 5, 6, 10, 5}, K{1, 4, 4, 3, 7}}) {
+  struct K {
+    int64_t b, c, h, w, k;
+  };
+  for (const K& c : {K{1, 1, 1, 1, 1}, K{2, 3, 3, 5, 3}, K{1, 24, 7, 7, 5}, K{2, 5, 6, 10, 5},
+                     K{1, 4, 4, 3, 7}}) {
     const int64_t s = 2;
     Buf x = random_buf(c.b * c.c * c.h * c.w, seed++);
     Buf enc = random_buf(c.b * s * s * c.k * c.k * c.h * c.w, seed++, -4.f, 4.f);
-    Buf sr(ref().carafe_scratch_floats(c.b, c.h, c.w, c.k, s)), so(opt().carafe_scratch_floats(c.b, c.h, c.w, c.k, s));
+    Buf sr(ref().carafe_scratch_floats(c.b, c.h, c.w, c.k, s)),
+        so(opt().carafe_scratch_floats(c.b, c.h, c.w, c.k, s));
     Buf yr(c.b * c.c * c.h * s * c.w * s), yo(yr.size());
     ref().carafe(x.data(), enc.data(), c.b, c.c, c.h, c.w, c.k, s, sr.data(), yr.data());
     opt().carafe(x.data(), enc.data(), c.b, c.c, c.h, c.w, c.k, s, so.data(), yo.data());
@@ -213,7 +235,10 @@ TEST(Ops, CarafeFusedMatchesShuffleSoftmaxReassemble) {
 TEST(Ops, HighpassFftwMatchesNaiveDft) {
   // tolerance: atol 2e-6 + rtol 1e-5 (float FFT vs double DFT; inputs in [-1, 1])
   uint32_t seed = 600;
-  struct H { int64_t n, h, w; double rho, tau; };
+  struct H {
+    int64_t n, h, w;
+    double rho, tau;
+  };
   for (const H& c : {H{1, 1, 1, 0.25, 0.04}, H{3, 28, 28, 0.25, 0.04}, H{6, 12, 20, 0.3, 0.0},
                      H{2, 7, 5, 0.2, 0.1}, H{1, 32, 32, 0.25, 0.04}, H{2, 9, 16, 0.0, 0.0}}) {
     const std::vector<float> mask = ops::highpass_mask(c.h, c.w, c.rho, c.tau);
@@ -233,12 +258,11 @@ TEST(Ops, HighpassMaskProperties) {
   for (auto [h, w] : {std::pair<int64_t, int64_t>{28, 28}, {12, 20}, {7, 5}}) {
     const std::vector<float> m = ops::highpass_mask(h, w, 0.25, 0.04);
     for (int64_t u = 0; u < h; ++u)
-      for (int64_t v = 0; v < w; ++v)
-        EXPECT_EQ(m[u * w + v], m[((h - u) % h) * w + (w - v) % w]);
+      for (int64_t v = 0; v < w; ++v) EXPECT_EQ(m[u * w + v], m[((h - u) % h) * w + (w - v) % w]);
   }
   const std::vector<float> hard = ops::highpass_mask(8, 8, 0.25, 0.0);
-  EXPECT_EQ(hard[0], 0.f);           // DC: rho = 0
-  EXPECT_EQ(hard[2 * 8 + 0], 1.f);   // rho = 0.25 >= rho_c
+  EXPECT_EQ(hard[0], 0.f);          // DC: rho = 0
+  EXPECT_EQ(hard[2 * 8 + 0], 1.f);  // rho = 0.25 >= rho_c
   const std::vector<float> all = ops::highpass_mask(6, 10, 0.0, 0.0);
   Buf x = random_buf(60, 7), y(60);
   ops::highpass(x.data(), 1, 6, 10, all.data(), y.data());
@@ -276,7 +300,8 @@ TEST(Ops, PixelShuffleAndUnpatchifyAreThePythonPermutations) {
   std::vector<float> tok(gh * gw * p * p * C), img(C * gh * p * gw * p);
   for (size_t i = 0; i < tok.size(); ++i) tok[i] = static_cast<float>(i);
   ops::unpatchify(tok.data(), 1, gh, gw, p, C, img.data());
-  EXPECT_EQ(img[(2 * (gh * p) + 1 * p + 1) * (gw * p) + 2 * p + 0], tok[(1 * gw + 2) * p * p * C + (1 * p + 0) * C + 2]);
+  EXPECT_EQ(img[(2 * (gh * p) + 1 * p + 1) * (gw * p) + 2 * p + 0],
+            tok[(1 * gw + 2) * p * p * C + (1 * p + 0) * C + 2]);
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ TEST(RngTorch, SuccessiveDrawsContinueTheStream) {
   for (uint64_t seed : {0ull, 42ull, (1ull << 40) + 3}) {
     TorchGenerator g(seed);
     for (size_t k = 0; k < 6; ++k) {
-      const std::string name = "seq_s" + std::to_string(seed) + "_k" + std::to_string(k) + "_n" +
-                               std::to_string(seq[k]);
+      const std::string name =
+          "seq_s" + std::to_string(seed) + "_k" + std::to_string(k) + "_n" + std::to_string(seq[k]);
       auto t = f->tensor(name);
       ASSERT_TRUE(t.is_ok()) << t.status().to_string();
       std::vector<float> mine(seq[k]);

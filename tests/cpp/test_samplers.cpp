@@ -88,9 +88,9 @@ TEST(SamplerFixtures, EveryFixturePassesStepwiseAndEndToEnd) {
     seen_samplers.push_back(r->description.substr(0, r->description.find(' ')));
   }
   // every sampler family is covered by at least one fixture
-  for (const char* name : {"ddpm", "ddim", "euler", "euler_a", "heun", "dpm2", "lms", "dpmpp_2s",
-                           "dpmsolver_3s", "dpmsolver_2m", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde",
-                           "unipc"})
+  for (const char* name :
+       {"ddpm", "ddim", "euler", "euler_a", "heun", "dpm2", "lms", "dpmpp_2s", "dpmsolver_3s",
+        "dpmsolver_2m", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc"})
     EXPECT_NE(std::find(seen_samplers.begin(), seen_samplers.end(), name), seen_samplers.end())
         << name;
 }

@@ -5,8 +5,8 @@
 //              [--precision f32|bf16|int8] [--no-quality] [--quality-model DIR]
 //
 // Stages (each: one warm-up, then --reps timed runs; median / min / max):
-//   prompt_encode      Model::encode_prompt of B texts (text encoder + every block's K/V + sem gate)
-//   denoise_no_refine  Context::denoise(refine = false)   (x [B, C, H, W], t [B])
+//   prompt_encode      Model::encode_prompt of B texts (text encoder + every block's K/V + sem
+//   gate) denoise_no_refine  Context::denoise(refine = false)   (x [B, C, H, W], t [B])
 //   denoise_refine     Context::denoise(refine = true)
 //   backbone_gemm.*    the backbone's token GEMMs in isolation (cpu backend linear, M = B·N)
 //   generate           a full pipeline generate(): --steps dpmpp_2m, cfg 4 (model batch B = 2n,
@@ -38,11 +38,11 @@
 #include "bench/flops.h"
 #include "bench/peak.h"
 #include "command.h"
-#include "ops/lowp.h"
-#include "precision_option.h"
 #include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/safetensors.h"
+#include "ops/lowp.h"
+#include "precision_option.h"
 
 namespace {
 
@@ -131,8 +131,11 @@ Status run_bench(const BenchArgs& a) {
 
   // ---- FMA peak (before the model is loaded: nothing else running) ----
   const bench::FmaPeak peak = bench::measure_fma_peak(threads, a.peak_seconds);
-  out["fma_peak"] = {{"isa", peak.isa}, {"ok", peak.ok}, {"gflops_1t", peak.gflops_1t},
-                     {"gflops_nt", peak.gflops_nt}, {"threads", peak.threads}};
+  out["fma_peak"] = {{"isa", peak.isa},
+                     {"ok", peak.ok},
+                     {"gflops_1t", peak.gflops_1t},
+                     {"gflops_nt", peak.gflops_nt},
+                     {"threads", peak.threads}};
 
   DUET_ASSIGN_OR_RETURN(const Precision precision, cli::resolve_precision(a.precision, a.model));
   out["precision"] = precision_name(precision);
@@ -217,10 +220,11 @@ Status run_bench(const BenchArgs& a) {
   const HeapSnap h1 = heap_snap();
   stats.push_back(dn);
   stats.push_back(dr);
-  out["heap_step_loop"] = {
-      {"in_use_before", h0.in_use}, {"in_use_after", h1.in_use},
-      {"from_system_before", h0.from_system}, {"from_system_after", h1.from_system},
-      {"grew", h1.in_use > h0.in_use || h1.from_system > h0.from_system}};
+  out["heap_step_loop"] = {{"in_use_before", h0.in_use},
+                           {"in_use_after", h1.in_use},
+                           {"from_system_before", h0.from_system},
+                           {"from_system_after", h1.from_system},
+                           {"grew", h1.in_use > h0.in_use || h1.from_system > h0.from_system}};
   // refiner share, derived
   out["refiner_extra_ms"] = dr.median() - dn.median();
 
@@ -305,7 +309,10 @@ Status run_bench(const BenchArgs& a) {
       const double per_block = std::string(s.name) == "proj" ? 3.0 : 1.0;
       total_flops += per_block * g.flops;
       total_ms += per_block * g.median();
-      gj[s.name] = {{"m", M}, {"n", s.out}, {"k", s.in}, {"median_ms_per_call", g.median() / inner},
+      gj[s.name] = {{"m", M},
+                    {"n", s.out},
+                    {"k", s.in},
+                    {"median_ms_per_call", g.median() / inner},
                     {"gflops", g.gflops()},
                     {"pct_peak", peak.ok ? 100.0 * g.gflops() / peak.gflops_nt : 0.0}};
       stats.push_back(g);
@@ -339,10 +346,13 @@ Status run_bench(const BenchArgs& a) {
     g.flops = gfc.prompt_encode() +
               (last.model_evaluations - last.refiner_evaluations) * gfc.denoise_no_refine() +
               last.refiner_evaluations * gfc.denoise_refine();
-    out["generate_info"] = {{"steps", a.steps}, {"n", gp.n}, {"model_batch", last.batch},
+    out["generate_info"] = {{"steps", a.steps},
+                            {"n", gp.n},
+                            {"model_batch", last.batch},
                             {"model_evaluations", last.model_evaluations},
                             {"refiner_evaluations", last.refiner_evaluations},
-                            {"cfg_scale", gp.cfg_scale}, {"sampler", gp.sampler}};
+                            {"cfg_scale", gp.cfg_scale},
+                            {"sampler", gp.sampler}};
     stats.push_back(g);
     if (precision != Precision::kF32 && !a.no_quality) {
       den.reset();
@@ -356,14 +366,22 @@ Status run_bench(const BenchArgs& a) {
   if (!quality.empty()) out["quality"] = quality;
 
   out["peak_rss_mib"] = peak_rss_mib();
-  out["flops"] = {{"text_encoder", fc.text_encoder}, {"prompt_kv", fc.prompt_kv},
-                  {"cond", fc.cond}, {"backbone_gemm", fc.backbone_gemm},
-                  {"backbone_attn", fc.backbone_attn}, {"backbone_other", fc.backbone_other},
-                  {"refiner", fc.refiner}, {"gate", fc.gate}};
+  out["flops"] = {{"text_encoder", fc.text_encoder},
+                  {"prompt_kv", fc.prompt_kv},
+                  {"cond", fc.cond},
+                  {"backbone_gemm", fc.backbone_gemm},
+                  {"backbone_attn", fc.backbone_attn},
+                  {"backbone_other", fc.backbone_other},
+                  {"refiner", fc.refiner},
+                  {"gate", fc.gate}};
   nlohmann::json sj = nlohmann::json::object();
   for (const Stat& s : stats) {
-    sj[s.name] = {{"median_ms", s.median()}, {"min_ms", s.min()}, {"max_ms", s.max()},
-                  {"reps", s.ms.size()}, {"gflop", s.flops * 1e-9}, {"gflops", s.gflops()},
+    sj[s.name] = {{"median_ms", s.median()},
+                  {"min_ms", s.min()},
+                  {"max_ms", s.max()},
+                  {"reps", s.ms.size()},
+                  {"gflop", s.flops * 1e-9},
+                  {"gflops", s.gflops()},
                   {"pct_peak", peak.ok && s.flops > 0 ? 100.0 * s.gflops() / peak.gflops_nt : 0.0}};
   }
   out["stages"] = sj;
@@ -375,8 +393,8 @@ Status run_bench(const BenchArgs& a) {
   std::printf(
       "duet bench: %s (%lld params), precision %s, batch %lld, %d threads, prompt \"%s\", "
       "t %.2f\n",
-      cfg.name.c_str(), static_cast<long long>(model->info().parameters),
-      precision_name(precision), static_cast<long long>(B), threads, prompt.c_str(), tval);
+      cfg.name.c_str(), static_cast<long long>(model->info().parameters), precision_name(precision),
+      static_cast<long long>(B), threads, prompt.c_str(), tval);
   std::printf("FMA peak (%s): %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads\n", peak.isa,
               peak.gflops_1t, peak.gflops_nt, peak.threads);
   std::printf("%-26s %10s %10s %10s %9s %9s %7s\n", "stage", "median ms", "min ms", "max ms",
@@ -411,13 +429,19 @@ duet::cli::CommandRegistrar registrar(
     "bench", "Time prompt encoding, denoise (with/without refiner), GEMMs and generate in-process",
     [](CLI::App& sub) -> std::function<int()> {
       auto a = std::make_shared<BenchArgs>();
-      sub.add_option("--model", a->model, "model directory (config.json + model.safetensors)")->required();
-      sub.add_option("--batch", a->batch, "model batch B (ignored with --inputs)")->check(CLI::Range(1, 64));
+      sub.add_option("--model", a->model, "model directory (config.json + model.safetensors)")
+          ->required();
+      sub.add_option("--batch", a->batch, "model batch B (ignored with --inputs)")
+          ->check(CLI::Range(1, 64));
       sub.add_option("--reps", a->reps, "timed repetitions per stage")->check(CLI::Range(1, 1000));
-      sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")->check(CLI::NonNegativeNumber);
-      sub.add_option("--steps", a->steps, "generate: dpmpp_2m steps (0 = skip generate)")->check(CLI::Range(0, 1000));
-      sub.add_option("--gen-reps", a->gen_reps, "generate: timed repetitions")->check(CLI::Range(0, 100));
-      sub.add_option("--inputs", a->inputs, "x / prompt / t from bench/torch_peer.py's inputs file");
+      sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--steps", a->steps, "generate: dpmpp_2m steps (0 = skip generate)")
+          ->check(CLI::Range(0, 1000));
+      sub.add_option("--gen-reps", a->gen_reps, "generate: timed repetitions")
+          ->check(CLI::Range(0, 100));
+      sub.add_option("--inputs", a->inputs,
+                     "x / prompt / t from bench/torch_peer.py's inputs file");
       sub.add_option("--eps-out", a->eps_out, "write eps_s, eps_d, eps (refine = true) here");
       sub.add_option("--peak-seconds", a->peak_seconds, "FMA peak: seconds per trial");
       sub.add_flag("--no-gemm", a->no_gemm, "skip the isolated backbone GEMM timings");

@@ -15,9 +15,9 @@
 #include <string>
 
 #include "command.h"
-#include "precision_option.h"
 #include "duet/model.h"
 #include "duet/safetensors.h"
+#include "precision_option.h"
 
 namespace {
 
@@ -47,7 +47,8 @@ Status run_forward(const ForwardArgs& a) {
                             ", H, W], got " + shape_string(x.shape()));
   const int64_t B = x.dim(0);
   if (B < 1) return invalid_argument(a.x + ": tensor 'x' has an empty batch");
-  DUET_ASSIGN_OR_RETURN(PromptState ps, model->encode_prompt(std::vector<std::string>(B, a.prompt)));
+  DUET_ASSIGN_OR_RETURN(PromptState ps,
+                        model->encode_prompt(std::vector<std::string>(B, a.prompt)));
   ContextOptions co;
   co.max_batch = B;
   co.height = x.dim(2);
@@ -72,8 +73,9 @@ Status run_forward(const ForwardArgs& a) {
   std::snprintf(tbuf, sizeof(tbuf), "%.17g", a.t);
   DUET_RETURN_IF_ERROR(write_safetensors(
       a.out, outs, {{"prompt", a.prompt}, {"t", tbuf}, {"refine", a.refine ? "1" : "0"}}));
-  std::printf("wrote %s: eps_s, r, eps_d, alpha, eps for B=%lld (%s backend, %d threads, %.2f ms)\n",
-              a.out.c_str(), static_cast<long long>(B), a.backend.c_str(), omp_get_max_threads(), ms);
+  std::printf(
+      "wrote %s: eps_s, r, eps_d, alpha, eps for B=%lld (%s backend, %d threads, %.2f ms)\n",
+      a.out.c_str(), static_cast<long long>(B), a.backend.c_str(), omp_get_max_threads(), ms);
   return Status::ok();
 }
 
@@ -81,14 +83,17 @@ duet::cli::CommandRegistrar registrar(
     "forward", "Run one model evaluation on a tensor file and write eps_s, r, eps_d, alpha, eps",
     [](CLI::App& sub) -> std::function<int()> {
       auto a = std::make_shared<ForwardArgs>();
-      sub.add_option("--model", a->model, "model directory (config.json + model.safetensors)")->required();
+      sub.add_option("--model", a->model, "model directory (config.json + model.safetensors)")
+          ->required();
       sub.add_option("--prompt", a->prompt, "prompt text (repeated across the batch)")->required();
       sub.add_option("--x", a->x, "safetensors file holding x [B, C, H, W]")->required();
       sub.add_option("--t", a->t, "timestep (real-valued, broadcast to the batch)")->required();
       sub.add_flag("--refine", a->refine, "run the refiner, gate and fusion");
       sub.add_option("--out", a->out, "output .safetensors")->required();
-      sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")->check(CLI::NonNegativeNumber);
-      sub.add_option("--backend", a->backend, "cpu | reference")->check(CLI::IsMember({"cpu", "reference"}));
+      sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")
+          ->check(CLI::NonNegativeNumber);
+      sub.add_option("--backend", a->backend, "cpu | reference")
+          ->check(CLI::IsMember({"cpu", "reference"}));
       cli::add_precision_option(sub, &a->precision);
       return [a]() {
         Status st = run_forward(*a);

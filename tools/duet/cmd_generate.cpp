@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "command.h"
-#include "precision_option.h"
 #include "diffusion/sampler.h"
 #include "duet/pipeline.h"
 #include "duet/png.h"
+#include "precision_option.h"
 
 namespace {
 

@@ -33,8 +33,8 @@ int run_sampler_check(const std::vector<std::string>& files, bool quiet) {
     std::printf("%s %s\n", c.pass() ? "PASS" : "FAIL", c.file.c_str());
     (c.pass() ? passed : failed)++;
   }
-  std::printf("sampler-check: %d passed, %d failed, %d unreadable (of %zu files)\n", passed,
-              failed, errors, files.size());
+  std::printf("sampler-check: %d passed, %d failed, %d unreadable (of %zu files)\n", passed, failed,
+              errors, files.size());
   return (failed == 0 && errors == 0 && !files.empty()) ? 0 : 1;
 }
 

@@ -13,10 +13,10 @@
 #include <string>
 
 #include "command.h"
-#include "precision_option.h"
 #include "duet/config.h"
 #include "duet/pipeline.h"
 #include "duet/serve.h"
+#include "precision_option.h"
 
 namespace {
 

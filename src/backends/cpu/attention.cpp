@@ -11,8 +11,8 @@
 namespace duet::cpu {
 
 namespace {
-constexpr int64_t kQ = 16;     // query rows per task
-constexpr int64_t kK = 64;     // keys per tile
+constexpr int64_t kQ = 16;  // query rows per task
+constexpr int64_t kK = 64;  // keys per tile
 constexpr int64_t kMaxHeadDim = 256;
 }  // namespace
 

@@ -7,8 +7,8 @@
 
 namespace duet::cpu {
 
-void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
-            int64_t k, int64_t s, float* scratch, float* y) {
+void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w, int64_t k,
+            int64_t s, float* scratch, float* y) {
   const int64_t kk = k * k, ho = h * s, wo = w * s, hwo = ho * wo, r = k / 2;
   // scratch [B, k*k, sH, sW]: softmax_q(enc[b, q*s*s + (Y%s)*s + X%s, Y/s, X/s])
 #pragma omp parallel for collapse(2) schedule(static) if (b * kk * hwo > 8192)
@@ -31,7 +31,7 @@ void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, i
         for (int64_t q = 0; q < kk; ++q) o[q * hwo] *= inv;
       }
     }
-  // y[b, c, Y, X] = sum_q w[b, q, Y, X] x[b, c, Y/s + i - r, X/s + j - r]
+    // y[b, c, Y, X] = sum_q w[b, q, Y, X] x[b, c, Y/s + i - r, X/s + j - r]
 #pragma omp parallel for collapse(2) schedule(static) if (b * c * hwo > 8192)
   for (int64_t bi = 0; bi < b; ++bi)
     for (int64_t ci = 0; ci < c; ++ci) {

@@ -18,7 +18,7 @@ void layer_norm_modulate(const float* x, int64_t b, int64_t n, int64_t d, float 
 void group_norm(const float* x, int64_t b, int64_t c, int64_t hw, int64_t groups,
                 const float* gamma, const float* beta, float eps, bool silu, float* y);
 // Fused pixel-shuffle + softmax + reassembly; scratch holds B*k*k*sH*sW floats.
-void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
-            int64_t k, int64_t s, float* scratch, float* y);
+void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w, int64_t k,
+            int64_t s, float* scratch, float* y);
 
 }  // namespace duet::cpu

@@ -26,17 +26,17 @@ dnnl::stream &stream() {
 
 void append_activation(dnnl::post_ops &po, Activation act) {
   switch (act) {
-  case Activation::kNone:
-    break;
-  case Activation::kGeluTanh:
-    po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f);
-    break;
-  case Activation::kSilu:
-    po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
-    break;
-  case Activation::kSigmoid:
-    po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
-    break;
+    case Activation::kNone:
+      break;
+    case Activation::kGeluTanh:
+      po.append_eltwise(1.f, dnnl::algorithm::eltwise_gelu_tanh, 0.f, 0.f);
+      break;
+    case Activation::kSilu:
+      po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
+      break;
+    case Activation::kSigmoid:
+      po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f);
+      break;
   }
 }
 
@@ -65,9 +65,7 @@ void *thread_buffer(ThreadBuffer slot, size_t bytes) {
     const size_t cap = (bytes + 4095) / 4096 * 4096;
     s.buf.reset(std::aligned_alloc(64, cap));
     if (!s.buf) {
-      std::fprintf(stderr,
-                   "duet: out of memory allocating a %zu-byte oneDNN buffer\n",
-                   cap);
+      std::fprintf(stderr, "duet: out of memory allocating a %zu-byte oneDNN buffer\n", cap);
       std::abort();
     }
     s.cap = cap;
@@ -107,12 +105,10 @@ struct ThreadMemories {
 };
 
 BoundMemories &bound_memories(const void *entry, const memory::desc &src_md,
-                              const memory::desc &dst_md,
-                              const memory::desc &scratch_md) {
+                              const memory::desc &dst_md, const memory::desc &scratch_md) {
   thread_local ThreadMemories cache;
   auto it = cache.by_entry.find(entry);
-  if (it != cache.by_entry.end() &&
-      dnnl_memory_desc_equal(&it->second.src_md, &src_md.data) &&
+  if (it != cache.by_entry.end() && dnnl_memory_desc_equal(&it->second.src_md, &src_md.data) &&
       dnnl_memory_desc_equal(&it->second.dst_md, &dst_md.data) &&
       it->second.scratch_bytes == scratch_md.get_size()) {
     return it->second;
@@ -129,33 +125,27 @@ BoundMemories &bound_memories(const void *entry, const memory::desc &src_md,
   m.scratch_bytes = scratch_md.get_size();
   dnnl_memory_create(&m.src, &src_md.data, engine().get(), DNNL_MEMORY_NONE);
   dnnl_memory_create(&m.dst, &dst_md.data, engine().get(), DNNL_MEMORY_NONE);
-  dnnl_memory_create(&m.scratch, &scratch_md.data, engine().get(),
-                     DNNL_MEMORY_NONE);
+  dnnl_memory_create(&m.scratch, &scratch_md.data, engine().get(), DNNL_MEMORY_NONE);
   return cache.by_entry.emplace(entry, m).first->second;
 }
 
 // Executes with the C API (an args array on the stack: no std::unordered_map
 // per call on our side).
-void execute(const void *entry, const dnnl::primitive &p,
-             const memory::desc &src_md, const float *src,
-             const memory &weights, const memory &bias,
-             const memory::desc &dst_md, float *dst,
-             const memory::desc &scratch_md) {
+void execute(const void *entry, const dnnl::primitive &p, const memory::desc &src_md,
+             const float *src, const memory &weights, const memory &bias,
+             const memory::desc &dst_md, float *dst, const memory::desc &scratch_md) {
   BoundMemories &m = bound_memories(entry, src_md, dst_md, scratch_md);
   dnnl_memory_set_data_handle(m.src, const_cast<float *>(src));
   dnnl_memory_set_data_handle(m.dst, dst);
-  dnnl_memory_set_data_handle(m.scratch,
-                              thread_scratchpad(scratch_md.get_size()));
+  dnnl_memory_set_data_handle(m.scratch, thread_scratchpad(scratch_md.get_size()));
   const dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, m.src},
                                    {DNNL_ARG_WEIGHTS, weights.get()},
                                    {DNNL_ARG_BIAS, bias.get()},
                                    {DNNL_ARG_DST, m.dst},
                                    {DNNL_ARG_SCRATCHPAD, m.scratch}};
-  const dnnl_status_t st =
-      dnnl_primitive_execute(p.get(), stream().get(), 5, args);
+  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), 5, args);
   if (st != dnnl_success) {
-    std::fprintf(stderr,
-                 "duet: internal error: oneDNN execute failed (status %d)\n",
+    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n",
                  static_cast<int>(st));
     std::abort();
   }
@@ -164,79 +154,70 @@ void execute(const void *entry, const dnnl::primitive &p,
 struct Entry {
   dnnl::primitive prim;
   memory::desc src_md, dst_md, scratch_md;
-  memory weights; // packed for this primitive (may share the op's buffer)
+  memory weights;  // packed for this primitive (may share the op's buffer)
 };
 
 // ---- linear
 // ----------------------------------------------------------------------------------
 
 class DnnlLinear final : public PreparedLinear {
-public:
-  memory packed; // weights [K, N] logical (W^T) in the representative
-                 // primitive's layout
-  memory bias;   // [1, N]
+ public:
+  memory packed;  // weights [K, N] logical (W^T) in the representative
+                  // primitive's layout
+  memory bias;    // [1, N]
   mutable std::mutex mu;
-  mutable std::map<int64_t, Entry> cache; // by M
+  mutable std::map<int64_t, Entry> cache;  // by M
 
   dnnl::matmul::primitive_desc make_pd(int64_t m) const {
-    memory::desc src({m, in}, dt::f32, tag::ab),
-        dst({m, out}, dt::f32, tag::ab);
-    memory::desc wei({in, out}, dt::f32, tag::any),
-        b({1, out}, dt::f32, tag::ab);
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst),
-                                        make_attr(act), engine());
+    memory::desc src({m, in}, dt::f32, tag::ab), dst({m, out}, dt::f32, tag::ab);
+    memory::desc wei({in, out}, dt::f32, tag::any), b({1, out}, dt::f32, tag::ab);
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), make_attr(act),
+                                        engine());
   }
   const Entry &entry(int64_t m) const {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(m);
-    if (it != cache.end())
-      return it->second;
+    if (it != cache.end()) return it->second;
     auto pd = make_pd(m);
     Entry e;
     e.prim = dnnl::matmul(pd);
     e.src_md = pd.src_desc();
     e.dst_md = pd.dst_desc();
     e.scratch_md = pd.scratchpad_desc();
-    e.weights = pd.weights_desc() == packed.get_desc()
-                    ? packed
-                    : reorder_to(packed, pd.weights_desc());
+    e.weights =
+        pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
     return cache.emplace(m, std::move(e)).first->second;
   }
 };
 
 constexpr int64_t kRepresentativeRows = 256;
 
-} // namespace
+}  // namespace
 
-Result<std::unique_ptr<PreparedLinear>>
-dnnl_prepare_linear(const float *w, const float *b, int64_t out, int64_t in,
-                    Activation act) {
+Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float *w, const float *b,
+                                                            int64_t out, int64_t in,
+                                                            Activation act) {
   try {
     auto op = std::make_unique<DnnlLinear>();
     op->out = out;
     op->in = in;
     op->act = act;
     // W [N, K] row-major is W^T [K, N] in "ba" order.
-    memory user(memory::desc({in, out}, dt::f32, tag::ba), engine(),
-                const_cast<float *>(w));
-    op->packed =
-        reorder_to(user, op->make_pd(kRepresentativeRows).weights_desc());
+    memory user(memory::desc({in, out}, dt::f32, tag::ba), engine(), const_cast<float *>(w));
+    op->packed = reorder_to(user, op->make_pd(kRepresentativeRows).weights_desc());
     op->bias = memory(memory::desc({1, out}, dt::f32, tag::ab), engine());
     float *bp = static_cast<float *>(op->bias.get_data_handle());
-    for (int64_t i = 0; i < out; ++i)
-      bp[i] = b ? b[i] : 0.f;
+    for (int64_t i = 0; i < out; ++i) bp[i] = b ? b[i] : 0.f;
     return std::unique_ptr<PreparedLinear>(std::move(op));
   } catch (const dnnl::error &e) {
-    return internal_error(std::string("oneDNN matmul setup failed: ") +
-                          e.what());
+    return internal_error(std::string("oneDNN matmul setup failed: ") + e.what());
   }
 }
 
 void dnnl_linear(const PreparedLinear &p, const float *x, int64_t m, float *y) {
   const auto &op = static_cast<const DnnlLinear &>(p);
   const Entry &e = checked([&]() -> const Entry & { return op.entry(m); });
-  execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y,
-          e.scratch_md);
+  execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
 }
 
 // ---- conv
@@ -245,78 +226,65 @@ void dnnl_linear(const PreparedLinear &p, const float *x, int64_t m, float *y) {
 namespace {
 
 class DnnlConv final : public PreparedConv {
-public:
+ public:
   memory packed, bias;
   mutable std::mutex mu;
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, Entry>
-      cache; // by (B, H, W)
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, Entry> cache;  // by (B, H, W)
 
-  dnnl::convolution_forward::primitive_desc make_pd(int64_t b, int64_t h,
-                                                    int64_t w) const {
+  dnnl::convolution_forward::primitive_desc make_pd(int64_t b, int64_t h, int64_t w) const {
     const ConvDesc &d = desc;
     const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1,
                   wo = (w + 2 * d.pad - d.k) / d.stride + 1;
     memory::desc src({b, d.cin, h, w}, dt::f32, tag::nchw);
-    memory::desc dst({b, d.cout, ho, wo}, dt::f32,
-                     d.tokens_out ? tag::nhwc : tag::nchw);
+    memory::desc dst({b, d.cout, ho, wo}, dt::f32, d.tokens_out ? tag::nhwc : tag::nchw);
     memory::desc wei({d.cout, d.cin, d.k, d.k}, dt::f32, tag::any);
     memory::desc bias_md({d.cout}, dt::f32, tag::x);
     dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference,
-                                       dnnl::algorithm::convolution_direct, src,
-                                       wei, bias_md, dst, {d.stride, d.stride},
-                                       {d.pad, d.pad}, {d.pad, d.pad});
-    return dnnl::convolution_forward::primitive_desc(cd, make_attr(d.act),
-                                                     engine());
+                                       dnnl::algorithm::convolution_direct, src, wei, bias_md, dst,
+                                       {d.stride, d.stride}, {d.pad, d.pad}, {d.pad, d.pad});
+    return dnnl::convolution_forward::primitive_desc(cd, make_attr(d.act), engine());
   }
   const Entry &entry(int64_t b, int64_t h, int64_t w) const {
     std::lock_guard<std::mutex> lock(mu);
     const auto key = std::make_tuple(b, h, w);
     auto it = cache.find(key);
-    if (it != cache.end())
-      return it->second;
+    if (it != cache.end()) return it->second;
     auto pd = make_pd(b, h, w);
     Entry e;
     e.prim = dnnl::convolution_forward(pd);
     e.src_md = pd.src_desc();
     e.dst_md = pd.dst_desc();
     e.scratch_md = pd.scratchpad_desc();
-    e.weights = pd.weights_desc() == packed.get_desc()
-                    ? packed
-                    : reorder_to(packed, pd.weights_desc());
+    e.weights =
+        pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
     return cache.emplace(key, std::move(e)).first->second;
   }
 };
 
-} // namespace
+}  // namespace
 
-Result<std::unique_ptr<PreparedConv>>
-dnnl_prepare_conv(const float *w, const float *b, const ConvDesc &d) {
+Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const float *w, const float *b,
+                                                        const ConvDesc &d) {
   try {
     auto op = std::make_unique<DnnlConv>();
     op->desc = d;
-    memory user(memory::desc({d.cout, d.cin, d.k, d.k}, dt::f32, tag::oihw),
-                engine(), const_cast<float *>(w));
-    const int64_t rep =
-        16 * d.stride; // representative image side for the packed layout
+    memory user(memory::desc({d.cout, d.cin, d.k, d.k}, dt::f32, tag::oihw), engine(),
+                const_cast<float *>(w));
+    const int64_t rep = 16 * d.stride;  // representative image side for the packed layout
     op->packed = reorder_to(user, op->make_pd(1, rep, rep).weights_desc());
     op->bias = memory(memory::desc({d.cout}, dt::f32, tag::x), engine());
     float *bp = static_cast<float *>(op->bias.get_data_handle());
-    for (int64_t i = 0; i < d.cout; ++i)
-      bp[i] = b ? b[i] : 0.f;
+    for (int64_t i = 0; i < d.cout; ++i) bp[i] = b ? b[i] : 0.f;
     return std::unique_ptr<PreparedConv>(std::move(op));
   } catch (const dnnl::error &e) {
-    return internal_error(std::string("oneDNN convolution setup failed: ") +
-                          e.what());
+    return internal_error(std::string("oneDNN convolution setup failed: ") + e.what());
   }
 }
 
-void dnnl_conv2d(const PreparedConv &p, const float *x, int64_t b, int64_t h,
-                 int64_t w, float *y) {
+void dnnl_conv2d(const PreparedConv &p, const float *x, int64_t b, int64_t h, int64_t w, float *y) {
   const auto &op = static_cast<const DnnlConv &>(p);
-  const Entry &e =
-      checked([&]() -> const Entry & { return op.entry(b, h, w); });
-  execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y,
-          e.scratch_md);
+  const Entry &e = checked([&]() -> const Entry & { return op.entry(b, h, w); });
+  execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
 }
 
-} // namespace duet::cpu
+}  // namespace duet::cpu

@@ -22,7 +22,6 @@ void dnnl_linear(const PreparedLinear& op, const float* x, int64_t m, float* y);
 
 Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const float* w, const float* b,
                                                         const ConvDesc& d);
-void dnnl_conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
-                 float* y);
+void dnnl_conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w, float* y);
 
 }  // namespace duet::cpu

@@ -42,7 +42,8 @@ Result<std::unique_ptr<SpectralPlan>> FftwHighpass::create(int64_t h, int64_t w,
   for (int t = 0; t < threads; ++t) {
     p->real_.push_back(static_cast<float*>(fftwf_malloc(sizeof(float) * h * w)));
     p->spec_.push_back(fftwf_malloc(sizeof(fftwf_complex) * h * wc));
-    if (!p->real_.back() || !p->spec_.back()) return resource_exhausted("FFTW buffer allocation failed");
+    if (!p->real_.back() || !p->spec_.back())
+      return resource_exhausted("FFTW buffer allocation failed");
   }
   std::lock_guard<std::mutex> lock(planner_mutex());
   auto* spec = static_cast<fftwf_complex*>(p->spec_[0]);

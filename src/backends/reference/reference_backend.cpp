@@ -46,7 +46,9 @@ class RefSpectral : public SpectralPlan {
     h = hh;
     w = ww;
   }
-  void highpass(const float* x, int64_t n, float* y) override { ops::highpass(x, n, h, w, mask.data(), y); }
+  void highpass(const float* x, int64_t n, float* y) override {
+    ops::highpass(x, n, h, w, mask.data(), y);
+  }
   std::vector<float> mask;
 };
 
@@ -110,8 +112,8 @@ class ReferenceBackend final : public Backend {
                                                              const ConvDesc& d) const override {
     if (lw.precision == Precision::kF32) return prepare_conv(lw.f32, b, d);
     if (lw.precision != Precision::kBF16)
-      return unimplemented(std::string("convolution at precision ") +
-                           precision_name(lw.precision) + " (supported: f32, bf16)");
+      return unimplemented(std::string("convolution at precision ") + precision_name(lw.precision) +
+                           " (supported: f32, bf16)");
     std::vector<float> w(static_cast<size_t>(d.cout * d.cin * d.k * d.k));
     ops::from_bf16(lw.bf16, static_cast<int64_t>(w.size()), w.data());
     auto r = prepare_conv(w.data(), b, d);
@@ -142,7 +144,8 @@ class ReferenceBackend final : public Backend {
     } else {
       ops::conv2d(x, op.w.data(), bias, b, d.cin, h, w, d.cout, d.k, d.k, d.stride, d.pad, y);
     }
-    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1, wo = (w + 2 * d.pad - d.k) / d.stride + 1;
+    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1,
+                  wo = (w + 2 * d.pad - d.k) / d.stride + 1;
     apply_act(d.act, y, b * d.cout * ho * wo);
   }
 
