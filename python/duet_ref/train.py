@@ -89,7 +89,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ckpt-minutes", type=float, default=5)
     ap.add_argument("--log-every", type=int, default=50)
-    ap.add_argument("--text-pretrain-steps", type=int, default=600,
+    ap.add_argument("--text-pretrain-steps", type=int, default=150,
                     help="text-only probe pre-training before the first diffusion step (once per run dir)")
     ap.add_argument("--text-aux", type=float, default=0.1, help="weight of the text-probe loss (0 = off)")
     args = ap.parse_args(argv)
