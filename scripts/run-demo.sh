@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh
-./build/duet generate --model models/fashion-duet -p "${1:-a photo of an ankle boot}" -o duet-output.png
+./build/duet generate --model models/fashion-duet -p "${1:-a photo of an ankle boot}" --cfg-scale 3 -o duet-output.png
 echo "wrote duet-output.png"
