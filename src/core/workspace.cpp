@@ -1,9 +1,24 @@
 #include "core/workspace.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 
 namespace duet {
+
+namespace {
+// A measuring workspace can never exceed physical memory: such requests are refused without
+// calling the allocator (which, under ASan, aborts on absurd sizes instead of returning null).
+size_t physical_memory_bytes() {
+  static const size_t bytes = [] {
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
+                                 : size_t{1} << 40;
+  }();
+  return bytes;
+}
+}  // namespace
 
 float *Workspace::alloc(int64_t n) {
   const size_t bytes = alloc_bytes(n);
@@ -19,6 +34,8 @@ float *Workspace::alloc(int64_t n) {
     return base_.get() + at / sizeof(float);
   }
   if (limit_ > 0 && at + bytes > limit_) throw WorkspaceExhausted(bytes, at + bytes, true);
+  if (bytes > physical_memory_bytes() || at + bytes > physical_memory_bytes())
+    throw WorkspaceExhausted(bytes, at + bytes, false);
   void *p = std::aligned_alloc(64, bytes);
   if (!p) throw WorkspaceExhausted(bytes, at + bytes, false);
   offset_ += bytes;
