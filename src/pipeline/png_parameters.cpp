@@ -95,9 +95,25 @@ void ImageParameters::set(const std::string& key, std::string value) {
   fields.emplace_back(key, std::move(value));
 }
 
+// Would parse_parameters take this line for the generation-settings line?
+bool reads_as_field_line(const std::string& line) {
+  bool bad_quote = false;
+  auto fields = parse_field_line(line, &bad_quote);
+  bool has_steps = false;
+  if (fields)
+    for (const auto& kv : *fields) has_steps |= kv.first == "Steps";
+  return line.rfind("Steps:", 0) == 0 || (fields && (fields->size() >= 3 || has_steps));
+}
+
 std::string format_parameters(const ImageParameters& p) {
   std::string s = p.prompt;
-  if (!p.negative_prompt.empty()) s += "\nNegative prompt: " + p.negative_prompt;
+  const size_t last_nl = p.prompt.rfind('\n');
+  const std::string last_line =
+      last_nl == std::string::npos ? p.prompt : p.prompt.substr(last_nl + 1);
+  // An empty negative-prompt line is written when it keeps the prompt's last line from being
+  // read back as the settings line.
+  if (!p.negative_prompt.empty() || reads_as_field_line(last_line))
+    s += "\nNegative prompt: " + p.negative_prompt;
   if (!p.fields.empty()) {
     s += "\n";
     for (size_t i = 0; i < p.fields.size(); ++i) {
@@ -114,7 +130,7 @@ Result<ImageParameters> parse_parameters(const std::string& text) {
   while (true) {
     const size_t nl = text.find('\n', start);
     std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    while (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF (and stray CRs)
     lines.push_back(std::move(line));
     if (nl == std::string::npos) break;
     start = nl + 1;
@@ -156,6 +172,10 @@ Result<ImageParameters> parse_parameters(const std::string& text) {
     dst += line;
     first = false;
   }
+  // Like trailing empty lines of the text, trailing newlines of either prompt carry nothing (and
+  // could not survive format_parameters → parse_parameters).
+  for (std::string* s : {&p.prompt, &p.negative_prompt})
+    while (!s->empty() && s->back() == '\n') s->pop_back();
   return p;
 }
 
