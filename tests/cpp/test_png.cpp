@@ -340,5 +340,32 @@ TEST(PngParameters, MalformedParameterLineIsAnError) {
   EXPECT_FALSE(q.is_ok());
 }
 
+// Inputs the parameters fuzzer found whose parse → format → parse did not round-trip.
+TEST(PngParameters, FuzzFoundRoundTrips) {
+  const std::vector<std::string> cases = {
+      std::string("\n\nNegative prompt:"),
+      std::string("Steps:\xb8=\xdb\xdb\xdbx\nNegative prompt:"),
+      std::string("a\xd7\x0fh\r\rNegamr\xb4ry\nSteps: 2:\r\xff\xff\xff\xda+%%%\n\r\r"),
+      std::string("a sneaker\n\nNegative prompt: blur\n\n"),
+  };
+  for (const std::string& text : cases) {
+    auto p = parse_parameters(text);
+    if (!p.is_ok()) {
+      EXPECT_NE(p.status().message().find("malformed parameters line"), std::string::npos);
+      continue;
+    }
+    auto back = parse_parameters(format_parameters(*p));
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    if (text.find('\r') != std::string::npos) continue;  // as the fuzzer: CRs and invalid UTF-8
+    EXPECT_EQ(back->prompt, p->prompt);
+    EXPECT_EQ(back->negative_prompt, p->negative_prompt);
+    EXPECT_EQ(back->fields, p->fields);
+  }
+  auto p = parse_parameters("a sneaker\n\nNegative prompt: blur\n\n");
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_EQ(p->prompt, "a sneaker");
+  EXPECT_EQ(p->negative_prompt, "blur");
+}
+
 }  // namespace
 }  // namespace duet
