@@ -101,8 +101,14 @@ def test_golden_fixtures_reproduce(name):
     stored, meta = st.load(os.path.join(d, "golden.safetensors"))
     fresh = golden(model, CONFIGS[name][0], CONFIGS[name][2])
     assert list(stored) == list(fresh)
+    # Not bit-exact: the fixtures' floats depend on the BLAS kernels (OpenBLAS picks different ones
+    # with OPENBLAS_CORETYPE=SKYLAKEX, which the test command sets); ids/masks must match exactly.
     for k, v in fresh.items():
-        assert stored[k].dtype == v.dtype and torch.equal(stored[k], v), k
+        assert stored[k].dtype == v.dtype, k
+        if v.is_floating_point():
+            torch.testing.assert_close(stored[k], v, rtol=1e-4, atol=1e-5, msg=k)
+        else:
+            assert torch.equal(stored[k], v), k
     # and the stored weights are exactly what export.random_model(seed) produces (after dtype rounding)
     w = st.load_file(os.path.join(d, "model.safetensors"))
     sd = random_model(model.cfg, CONFIGS[name][0]).state_dict()
@@ -119,6 +125,9 @@ def test_sample_fixtures_reproduce(fname, sampler, k):
     torch.manual_seed(SAMPLE["seed"])
     assert torch.equal(stored["x_T"], torch.randn(1, 1, 28, 28))
     fresh, _ = sample_run(load_model(d), sampler, k)
-    for key, v in fresh.items():
-        assert torch.equal(stored[key], v), key
+    for key, v in fresh.items():  # BLAS-dependent floats: see test_golden_fixtures_reproduce
+        if v.is_floating_point():
+            torch.testing.assert_close(stored[key], v, rtol=1e-3, atol=2e-4, msg=key)  # the C++ engine gets 1e-3
+        else:
+            assert torch.equal(stored[key], v), key
     assert stored["refine"].tolist() == ([1 if (i + 1) % k == 0 else 0 for i in range(10)] if k else [0] * 10)
