@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <hwy/targets.h>
+
 #include "backends/backend.h"
 #include "ops/ops.h"
 
@@ -169,8 +171,8 @@ TEST(Ops, GroupNormWithAndWithoutSilu) {
     }
 }
 
-TEST(Ops, AttentionSelfCrossMaskedStrided) {
-  // tolerance: atol 2e-6 + rtol 1e-5 (online softmax in fp32 vs double)
+// tolerance: atol 2e-6 + rtol 1e-5 (online softmax in fp32 vs double)
+void check_attention_cases(const std::string& label) {
   uint32_t seed = 400;
   struct A {
     int64_t b, heads, nq, nk, dh;
@@ -207,8 +209,23 @@ TEST(Ops, AttentionSelfCrossMaskedStrided) {
     a.out = yo.data();
     opt().attention(a);
     expect_close(yo, yr, 2e-6, 1e-5,
-                 "attention nq" + std::to_string(c.nq) + " nk" + std::to_string(c.nk));
+                 label + " attention nq" + std::to_string(c.nq) + " nk" + std::to_string(c.nk) +
+                     " dh" + std::to_string(c.dh));
   }
+}
+
+TEST(Ops, AttentionSelfCrossMaskedStrided) { check_attention_cases("best target"); }
+
+// The cpu attention kernel is Highway code with runtime dispatch: every SIMD target compiled in
+// and supported by this CPU (e.g. SSE4, AVX2, AVX-512) must match the reference.
+TEST(Ops, AttentionEveryHighwayTarget) {
+  const std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t t : targets) {
+    hwy::SetSupportedTargetsForTest(t);
+    check_attention_cases(hwy::TargetName(t));
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to the CPU's own
 }
 
 TEST(Ops, CarafeFusedMatchesShuffleSoftmaxReassemble) {

@@ -3,9 +3,11 @@
 // oneDNN, so there is no oversubscription: each op uses omp_get_max_threads() threads in turn.
 #include "backends/backend.h"
 #include "backends/cpu/cpu_kernels.h"
+#include "backends/cpu/dnnl_common.h"
 #include "backends/cpu/dnnl_lowp.h"
 #include "backends/cpu/dnnl_ops.h"
 #include "backends/cpu/fft_highpass.h"
+#include "backends/cpu/patch_conv.h"
 
 namespace duet {
 namespace {
@@ -34,6 +36,14 @@ class CpuBackend final : public Backend {
   }
   Result<std::unique_ptr<PreparedConv>> prepare_conv_weights(const LayerWeights& w, const float* b,
                                                              const ConvDesc& d) const override {
+    if (cpu::is_patch_conv(d)) {
+      auto op = std::make_unique<cpu::PatchConv>();
+      op->desc = d;
+      op->precision = w.precision;
+      DUET_ASSIGN_OR_RETURN(op->linear,
+                            prepare_linear_weights(w, b, d.cout, d.cin * d.k * d.k, d.act));
+      return std::unique_ptr<PreparedConv>(std::move(op));
+    }
     if (w.precision == Precision::kF32) return cpu::dnnl_prepare_conv(w.f32, b, d);
     if (w.precision == Precision::kBF16) return cpu::dnnl_prepare_conv_bf16(w.bf16, b, d);
     return unimplemented(std::string("convolution at precision ") + precision_name(w.precision) +
@@ -41,10 +51,21 @@ class CpuBackend final : public Backend {
   }
   Result<std::unique_ptr<PreparedConv>> prepare_conv(const float* w, const float* b,
                                                      const ConvDesc& d) const override {
-    return cpu::dnnl_prepare_conv(w, b, d);
+    LayerWeights lw;
+    lw.f32 = w;
+    return prepare_conv_weights(lw, b, d);
   }
   void conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
               float* y) const override {
+    if (const auto* pc = dynamic_cast<const cpu::PatchConv*>(&op)) {
+      const ConvDesc& d = op.desc;
+      const int64_t rows = b * (h / d.k) * (w / d.k), feat = d.cin * d.k * d.k;
+      auto* patches = static_cast<float*>(
+          cpu::thread_buffer(cpu::ThreadBuffer::kPatches, sizeof(float) * rows * feat));
+      cpu::patchify(x, b, d.cin, h, w, d.k, patches);  // [B·N, C·p·p]
+      linear(*pc->linear, patches, rows, y);           // [B, N, D]
+      return;
+    }
     if (op.precision == Precision::kBF16) {
       cpu::dnnl_conv2d_bf16(op, x, b, h, w, y);
     } else {

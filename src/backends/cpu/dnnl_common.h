@@ -20,8 +20,9 @@ void append_activation(dnnl::post_ops& po, Activation act);
 dnnl::primitive_attr make_attr(Activation act);
 // Per-calling-thread buffers that only grow (during a Context's warm-up) and are then reused:
 // slot 0 is oneDNN's scratchpad, slot 1 the converted (bf16 / s8) activations, slot 2 the int8
-// activation scale handed to oneDNN. 64-byte aligned.
-enum class ThreadBuffer { kScratchpad = 0, kActivations = 1, kScales = 2 };
+// activation scale handed to oneDNN, slot 3 the patch-embedding patches (patch_conv.h).
+// 64-byte aligned.
+enum class ThreadBuffer { kScratchpad = 0, kActivations = 1, kScales = 2, kPatches = 3 };
 void* thread_buffer(ThreadBuffer slot, size_t bytes);
 inline void* thread_scratchpad(size_t bytes) {
   return thread_buffer(ThreadBuffer::kScratchpad, bytes);

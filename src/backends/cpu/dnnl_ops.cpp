@@ -59,7 +59,7 @@ void *thread_buffer(ThreadBuffer slot, size_t bytes) {
     std::unique_ptr<void, void (*)(void *)> buf{nullptr, std::free};
     size_t cap = 0;
   };
-  thread_local Slot slots[3];
+  thread_local Slot slots[4];
   Slot &s = slots[static_cast<int>(slot)];
   if (bytes > s.cap) {
     const size_t cap = (bytes + 4095) / 4096 * 4096;
