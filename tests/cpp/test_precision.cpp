@@ -16,7 +16,10 @@
 #include <random>
 #include <vector>
 
+#include <hwy/targets.h>
+
 #include "backends/backend.h"
+#include "backends/cpu/lowp_convert.h"
 #include "duet/precision.h"
 #include "ops/lowp.h"
 
@@ -133,6 +136,36 @@ struct LinearCase {
   int64_t m, k, n;
   Activation act;
 };
+
+// The cpu backend's SIMD activation conversion (Highway, runtime dispatch) equals the scalar
+// rules bit for bit on every compiled target, including ties, the ±127 clamp, lengths that are
+// not a multiple of any vector and arrays long enough to be split over threads.
+TEST(PrecisionRounding, SimdConversionIsBitExactOnEveryTarget) {
+  for (const int64_t n : {int64_t{1}, int64_t{37}, int64_t{100003}}) {
+    std::vector<float> x = randn(static_cast<size_t>(n), 70 + static_cast<uint32_t>(n), 3.f);
+    x[0] = n > 1 ? -7.5f : 0.f;  // the max |x| (-> scale 7.5 / 127): a negative extreme
+    for (int64_t i = 1; i < n; i += 5) x[i] = (static_cast<float>(i % 255) - 127.f) * 7.5f / 254.f;
+    if (n > 3) x[3] = 1.00390625f;  // bf16 tie (halfway between two bf16): rounds to even
+    std::vector<uint16_t> want_b(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want_b[i] = ops::bf16_bits(x[i]);
+    float amax = 0.f;
+    for (float v : x) amax = std::max(amax, std::fabs(v));
+    const float want_s = ops::int8_scale(amax), inv = 1.f / want_s;
+    std::vector<int8_t> want_q(x.size());
+    for (size_t i = 0; i < x.size(); ++i) want_q[i] = ops::quantize_s8(x[i], inv);
+    for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+      hwy::SetSupportedTargetsForTest(t);
+      std::vector<uint16_t> b(x.size());
+      cpu::convert_bf16(x.data(), n, b.data());
+      std::vector<int8_t> q(x.size());
+      const float s = cpu::quantize_activations(x.data(), n, q.data());
+      EXPECT_EQ(b, want_b) << hwy::TargetName(t) << " bf16, n " << n;
+      EXPECT_EQ(s, want_s) << hwy::TargetName(t) << " int8 scale, n " << n;
+      EXPECT_EQ(q, want_q) << hwy::TargetName(t) << " int8 values, n " << n;
+    }
+    hwy::SetSupportedTargetsForTest(0);
+  }
+}
 
 TEST(PrecisionOps, LinearBf16AndInt8MatchTheirTwins) {
   const Backend& cpu = cpu_backend();

@@ -4,6 +4,7 @@
 #include "backends/backend.h"
 #include "backends/cpu/cpu_kernels.h"
 #include "backends/cpu/dnnl_common.h"
+#include "backends/cpu/dnnl_conv.h"
 #include "backends/cpu/dnnl_lowp.h"
 #include "backends/cpu/dnnl_ops.h"
 #include "backends/cpu/fft_highpass.h"
@@ -44,10 +45,7 @@ class CpuBackend final : public Backend {
                             prepare_linear_weights(w, b, d.cout, d.cin * d.k * d.k, d.act));
       return std::unique_ptr<PreparedConv>(std::move(op));
     }
-    if (w.precision == Precision::kF32) return cpu::dnnl_prepare_conv(w.f32, b, d);
-    if (w.precision == Precision::kBF16) return cpu::dnnl_prepare_conv_bf16(w.bf16, b, d);
-    return unimplemented(std::string("convolution at precision ") + precision_name(w.precision) +
-                         " (supported: f32, bf16)");
+    return cpu::dnnl_prepare_conv(w, b, d);
   }
   Result<std::unique_ptr<PreparedConv>> prepare_conv(const float* w, const float* b,
                                                      const ConvDesc& d) const override {
@@ -66,11 +64,7 @@ class CpuBackend final : public Backend {
       linear(*pc->linear, patches, rows, y);           // [B, N, D]
       return;
     }
-    if (op.precision == Precision::kBF16) {
-      cpu::dnnl_conv2d_bf16(op, x, b, h, w, y);
-    } else {
-      cpu::dnnl_conv2d(op, x, b, h, w, y);
-    }
+    cpu::dnnl_conv2d(op, x, b, h, w, y);
   }
   void layer_norm(const float* x, int64_t m, int64_t d, const float* gamma, const float* beta,
                   float eps, float* y) const override {

@@ -20,9 +20,17 @@ void append_activation(dnnl::post_ops& po, Activation act);
 dnnl::primitive_attr make_attr(Activation act);
 // Per-calling-thread buffers that only grow (during a Context's warm-up) and are then reused:
 // slot 0 is oneDNN's scratchpad, slot 1 the converted (bf16 / s8) activations, slot 2 the int8
-// activation scale handed to oneDNN, slot 3 the patch-embedding patches (patch_conv.h).
+// activation scale handed to oneDNN, slot 3 the patch-embedding patches (patch_conv.h), slots
+// 4 and 5 a convolution's source and destination in the primitive's layout (dnnl_conv.h).
 // 64-byte aligned.
-enum class ThreadBuffer { kScratchpad = 0, kActivations = 1, kScales = 2, kPatches = 3 };
+enum class ThreadBuffer {
+  kScratchpad = 0,
+  kActivations = 1,
+  kScales = 2,
+  kPatches = 3,
+  kConvSrc = 4,
+  kConvDst = 5
+};
 void* thread_buffer(ThreadBuffer slot, size_t bytes);
 inline void* thread_scratchpad(size_t bytes) {
   return thread_buffer(ThreadBuffer::kScratchpad, bytes);

@@ -1,15 +1,15 @@
-// bf16 / int8 oneDNN matmul and bf16 convolution (see dnnl_lowp.h).
+// bf16 / int8 oneDNN matmul (see dnnl_lowp.h).
 #include "backends/cpu/dnnl_lowp.h"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <mutex>
-#include <tuple>
 #include <unordered_map>
 #include <vector>
 
 #include "backends/cpu/dnnl_common.h"
+#include "backends/cpu/lowp_convert.h"
 #include "ops/lowp.h"
 
 namespace duet::cpu {
@@ -18,24 +18,6 @@ namespace {
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
-
-constexpr int64_t kParallelMin = 1 << 15;  // elements below which conversion stays serial
-
-void convert_bf16(const float* x, int64_t n, uint16_t* y) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = ops::bf16_bits(x[i]);
-}
-
-// Quantises x [n] with one symmetric scale (ops/lowp.h); returns the scale.
-float quantize_activations(const float* x, int64_t n, int8_t* q) {
-  float amax = 0.f;
-#pragma omp parallel for simd schedule(static) reduction(max : amax) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
-  const float s = ops::int8_scale(amax), inv = 1.f / s;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) q[i] = ops::quantize_s8(x[i], inv);
-  return s;
-}
 
 struct LowpEntry {
   dnnl::primitive prim;
@@ -178,44 +160,6 @@ class LowpLinear final : public PreparedLinear {
   }
 };
 
-// ---- conv --------------------------------------------------------------------------------------
-
-class Bf16Conv final : public PreparedConv {
- public:
-  memory plain, packed, bias;
-  mutable std::mutex mu;
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, LowpEntry> cache;  // by (B, H, W)
-
-  dnnl::convolution_forward::primitive_desc make_pd(int64_t b, int64_t h, int64_t w) const {
-    const ConvDesc& d = desc;
-    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1,
-                  wo = (w + 2 * d.pad - d.k) / d.stride + 1;
-    memory::desc src({b, d.cin, h, w}, dt::bf16, tag::nchw);
-    memory::desc dst({b, d.cout, ho, wo}, dt::f32, d.tokens_out ? tag::nhwc : tag::nchw);
-    memory::desc wei({d.cout, d.cin, d.k, d.k}, dt::bf16, tag::any);
-    memory::desc bias_md({d.cout}, dt::f32, tag::x);
-    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference,
-                                       dnnl::algorithm::convolution_direct, src, wei, bias_md, dst,
-                                       {d.stride, d.stride}, {d.pad, d.pad}, {d.pad, d.pad});
-    return dnnl::convolution_forward::primitive_desc(cd, make_attr(d.act), engine());
-  }
-  const LowpEntry& entry(int64_t b, int64_t h, int64_t w) const {
-    std::lock_guard<std::mutex> lock(mu);
-    const auto key = std::make_tuple(b, h, w);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-    auto pd = make_pd(b, h, w);
-    LowpEntry e;
-    e.prim = dnnl::convolution_forward(pd);
-    e.src_md = pd.src_desc();
-    e.dst_md = pd.dst_desc();
-    e.scratch_md = pd.scratchpad_desc();
-    e.weights =
-        pd.weights_desc() == packed.get_desc() ? packed : reorder_to(plain, pd.weights_desc());
-    return cache.emplace(key, std::move(e)).first->second;
-  }
-};
-
 }  // namespace
 
 Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear_lowp(const LayerWeights& lw,
@@ -259,34 +203,6 @@ void dnnl_linear_lowp(const PreparedLinear& p, const float* x, int64_t m, float*
     convert_bf16(x, n, xb);
     execute(e, xb, y, op.bias, nullptr);
   }
-}
-
-Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv_bf16(const uint16_t* w, const float* b,
-                                                             const ConvDesc& d) {
-  try {
-    auto op = std::make_unique<Bf16Conv>();
-    op->desc = d;
-    op->precision = Precision::kBF16;
-    op->plain = memory(memory::desc({d.cout, d.cin, d.k, d.k}, dt::bf16, tag::oihw), engine());
-    std::memcpy(op->plain.get_data_handle(), w,
-                static_cast<size_t>(d.cout * d.cin * d.k * d.k) * 2);
-    const int64_t rep = 16 * d.stride;  // representative image side for the packed layout
-    op->packed = reorder_to(op->plain, op->make_pd(1, rep, rep).weights_desc());
-    op->bias = bias_memory(b, {d.cout}, d.cout);
-    return std::unique_ptr<PreparedConv>(std::move(op));
-  } catch (const dnnl::error& e) {
-    return internal_error(std::string("oneDNN bf16 convolution setup failed: ") + e.what());
-  }
-}
-
-void dnnl_conv2d_bf16(const PreparedConv& p, const float* x, int64_t b, int64_t h, int64_t w,
-                      float* y) {
-  const auto& op = static_cast<const Bf16Conv&>(p);
-  const LowpEntry& e = checked([&]() -> const LowpEntry& { return op.entry(b, h, w); });
-  const int64_t n = b * op.desc.cin * h * w;
-  auto* xb = static_cast<uint16_t*>(thread_buffer(ThreadBuffer::kActivations, n * 2));
-  convert_bf16(x, n, xb);
-  execute(e, xb, y, op.bias, nullptr);
 }
 
 }  // namespace duet::cpu

@@ -6,7 +6,6 @@
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
-#include <tuple>
 #include <unordered_map>
 
 namespace duet::cpu {
@@ -59,7 +58,7 @@ void *thread_buffer(ThreadBuffer slot, size_t bytes) {
     std::unique_ptr<void, void (*)(void *)> buf{nullptr, std::free};
     size_t cap = 0;
   };
-  thread_local Slot slots[4];
+  thread_local Slot slots[6];
   Slot &s = slots[static_cast<int>(slot)];
   if (bytes > s.cap) {
     const size_t cap = (bytes + 4095) / 4096 * 4096;
@@ -217,73 +216,6 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float *w, cons
 void dnnl_linear(const PreparedLinear &p, const float *x, int64_t m, float *y) {
   const auto &op = static_cast<const DnnlLinear &>(p);
   const Entry &e = checked([&]() -> const Entry & { return op.entry(m); });
-  execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
-}
-
-// ---- conv
-// ------------------------------------------------------------------------------------
-
-namespace {
-
-class DnnlConv final : public PreparedConv {
- public:
-  memory packed, bias;
-  mutable std::mutex mu;
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, Entry> cache;  // by (B, H, W)
-
-  dnnl::convolution_forward::primitive_desc make_pd(int64_t b, int64_t h, int64_t w) const {
-    const ConvDesc &d = desc;
-    const int64_t ho = (h + 2 * d.pad - d.k) / d.stride + 1,
-                  wo = (w + 2 * d.pad - d.k) / d.stride + 1;
-    memory::desc src({b, d.cin, h, w}, dt::f32, tag::nchw);
-    memory::desc dst({b, d.cout, ho, wo}, dt::f32, d.tokens_out ? tag::nhwc : tag::nchw);
-    memory::desc wei({d.cout, d.cin, d.k, d.k}, dt::f32, tag::any);
-    memory::desc bias_md({d.cout}, dt::f32, tag::x);
-    dnnl::convolution_forward::desc cd(dnnl::prop_kind::forward_inference,
-                                       dnnl::algorithm::convolution_direct, src, wei, bias_md, dst,
-                                       {d.stride, d.stride}, {d.pad, d.pad}, {d.pad, d.pad});
-    return dnnl::convolution_forward::primitive_desc(cd, make_attr(d.act), engine());
-  }
-  const Entry &entry(int64_t b, int64_t h, int64_t w) const {
-    std::lock_guard<std::mutex> lock(mu);
-    const auto key = std::make_tuple(b, h, w);
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-    auto pd = make_pd(b, h, w);
-    Entry e;
-    e.prim = dnnl::convolution_forward(pd);
-    e.src_md = pd.src_desc();
-    e.dst_md = pd.dst_desc();
-    e.scratch_md = pd.scratchpad_desc();
-    e.weights =
-        pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
-    return cache.emplace(key, std::move(e)).first->second;
-  }
-};
-
-}  // namespace
-
-Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const float *w, const float *b,
-                                                        const ConvDesc &d) {
-  try {
-    auto op = std::make_unique<DnnlConv>();
-    op->desc = d;
-    memory user(memory::desc({d.cout, d.cin, d.k, d.k}, dt::f32, tag::oihw), engine(),
-                const_cast<float *>(w));
-    const int64_t rep = 16 * d.stride;  // representative image side for the packed layout
-    op->packed = reorder_to(user, op->make_pd(1, rep, rep).weights_desc());
-    op->bias = memory(memory::desc({d.cout}, dt::f32, tag::x), engine());
-    float *bp = static_cast<float *>(op->bias.get_data_handle());
-    for (int64_t i = 0; i < d.cout; ++i) bp[i] = b ? b[i] : 0.f;
-    return std::unique_ptr<PreparedConv>(std::move(op));
-  } catch (const dnnl::error &e) {
-    return internal_error(std::string("oneDNN convolution setup failed: ") + e.what());
-  }
-}
-
-void dnnl_conv2d(const PreparedConv &p, const float *x, int64_t b, int64_t h, int64_t w, float *y) {
-  const auto &op = static_cast<const DnnlConv &>(p);
-  const Entry &e = checked([&]() -> const Entry & { return op.entry(b, h, w); });
   execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
 }
 

@@ -1,4 +1,4 @@
-// oneDNN-backed prepared ops of the cpu backend: linear (matmul) and conv2d.
+// oneDNN-backed fp32 linear (matmul) of the cpu backend (convolutions: dnnl_conv.h).
 //
 // Weights are reordered once at prepare time into the layout oneDNN's primitive prefers for a
 // representative shape (pre-packing); bias and the activation are fused as post-ops. Primitives
@@ -19,9 +19,5 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float* w, cons
                                                             int64_t out, int64_t in,
                                                             Activation act);
 void dnnl_linear(const PreparedLinear& op, const float* x, int64_t m, float* y);
-
-Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const float* w, const float* b,
-                                                        const ConvDesc& d);
-void dnnl_conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w, float* y);
 
 }  // namespace duet::cpu

@@ -1,0 +1,14 @@
+// Activation conversion for the bf16 / int8 GEMMs (Highway, runtime dispatch; OpenMP over
+// chunks). Bit-exact with ops/lowp.h's scalar rules.
+#pragma once
+
+#include <cstdint>
+
+namespace duet::cpu {
+
+// y [n] = bf16 bits of x [n] (round to nearest even).
+void convert_bf16(const float* x, int64_t n, uint16_t* y);
+// q [n] = x quantised with one symmetric scale (ops::int8_scale(max |x|)); returns the scale.
+float quantize_activations(const float* x, int64_t n, int8_t* q);
+
+}  // namespace duet::cpu
