@@ -109,7 +109,7 @@ class Backend {
   // enc [B, s*s*k*k, H, W] logits -> y [B, C, sH, sW]; scratch: carafe_scratch_floats() floats.
   virtual void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
                       int64_t k, int64_t s, float* scratch, float* y) const = 0;
-  virtual int64_t carafe_scratch_floats(int64_t b, int64_t h, int64_t w, int64_t k,
+  virtual int64_t carafe_scratch_floats(int64_t b, int64_t /*c*/, int64_t h, int64_t w, int64_t k,
                                         int64_t s) const {
     return b * k * k * h * s * w * s;
   }

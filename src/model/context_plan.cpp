@@ -74,7 +74,7 @@ void plan_refiner(StackPlan &st, const Model::Impl &m, int64_t B, int64_t H, int
     const int64_t hl = hs[i + 1], wl = ws[i + 1], hw = hs[i] * ws[i];
     st.alloc(B * cf.compress * hl * wl);
     st.alloc(B * cf.scale * cf.scale * cf.k_up * cf.k_up * hl * wl);
-    st.alloc(m.be->carafe_scratch_floats(B, hl, wl, cf.k_up, cf.scale));
+    st.alloc(m.be->carafe_scratch_floats(B, ch[i + 1], hl, wl, cf.k_up, cf.scale));
     st.alloc(B * (ch[i + 1] + ch[i]) * hw);
     st.alloc(B * ch[i + 1] * hw);
     st.alloc(B * ch[i] * hw);

@@ -114,7 +114,7 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
     be.conv2d(*m.up[j].comp, h, B, hl, wl, comp);
     float* enc = s.ws.alloc(B * cf.scale * cf.scale * cf.k_up * cf.k_up * hl * wl);
     be.conv2d(*m.up[j].enc, comp, B, hl, wl, enc);
-    float* scratch = s.ws.alloc(be.carafe_scratch_floats(B, hl, wl, cf.k_up, cf.scale));
+    float* scratch = s.ws.alloc(be.carafe_scratch_floats(B, ch[i + 1], hl, wl, cf.k_up, cf.scale));
     float* cat2 = s.ws.alloc(B * (ch[i + 1] + ch[i]) * hw);  // [B, ch[i+1] + ch[i], H_i, W_i]
     float* up = s.ws.alloc(B * ch[i + 1] * hw);
     be.carafe(h, enc, B, ch[i + 1], hl, wl, cf.k_up, cf.scale, scratch, up);

@@ -228,25 +228,37 @@ TEST(Ops, AttentionEveryHighwayTarget) {
   hwy::SetSupportedTargetsForTest(0);  // back to the CPU's own
 }
 
-TEST(Ops, CarafeFusedMatchesShuffleSoftmaxReassemble) {
-  // tolerance: atol 1e-6 + rtol 1e-5
+// tolerance: atol 1e-6 + rtol 1e-5
+void check_carafe_cases(const std::string& label) {
   uint32_t seed = 500;
   struct K {
     int64_t b, c, h, w, k;
   };
   for (const K& c : {K{1, 1, 1, 1, 1}, K{2, 3, 3, 5, 3}, K{1, 24, 7, 7, 5}, K{2, 5, 6, 10, 5},
-                     K{1, 4, 4, 3, 7}}) {
+                     K{1, 4, 4, 3, 7}, K{2, 3, 14, 14, 5}, K{1, 2, 9, 40, 3}}) {
     const int64_t s = 2;
     Buf x = random_buf(c.b * c.c * c.h * c.w, seed++);
     Buf enc = random_buf(c.b * s * s * c.k * c.k * c.h * c.w, seed++, -4.f, 4.f);
-    Buf sr(ref().carafe_scratch_floats(c.b, c.h, c.w, c.k, s)),
-        so(opt().carafe_scratch_floats(c.b, c.h, c.w, c.k, s));
+    Buf sr(ref().carafe_scratch_floats(c.b, c.c, c.h, c.w, c.k, s)),
+        so(opt().carafe_scratch_floats(c.b, c.c, c.h, c.w, c.k, s));
     Buf yr(c.b * c.c * c.h * s * c.w * s), yo(yr.size());
     ref().carafe(x.data(), enc.data(), c.b, c.c, c.h, c.w, c.k, s, sr.data(), yr.data());
     opt().carafe(x.data(), enc.data(), c.b, c.c, c.h, c.w, c.k, s, so.data(), yo.data());
-    expect_close(yo, yr, 1e-6, 1e-5, "carafe k" + std::to_string(c.k));
+    expect_close(yo, yr, 1e-6, 1e-5,
+                 label + " carafe k" + std::to_string(c.k) + " " + std::to_string(c.h) + "x" +
+                     std::to_string(c.w));
     ASSERT_TRUE(sr.guards_intact() && so.guards_intact());
   }
+}
+
+TEST(Ops, CarafeFusedMatchesShuffleSoftmaxReassemble) { check_carafe_cases("best target"); }
+
+TEST(Ops, CarafeEveryHighwayTarget) {
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(t);
+    check_carafe_cases(hwy::TargetName(t));
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 TEST(Ops, HighpassFftwMatchesNaiveDft) {

@@ -85,6 +85,10 @@ class CpuBackend final : public Backend {
               int64_t k, int64_t s, float* scratch, float* y) const override {
     cpu::carafe(x, enc, b, c, h, w, k, s, scratch, y);
   }
+  int64_t carafe_scratch_floats(int64_t b, int64_t c, int64_t h, int64_t w, int64_t k,
+                                int64_t s) const override {
+    return cpu::carafe_scratch_floats(b, c, h, w, k, s);
+  }
   Result<std::unique_ptr<SpectralPlan>> plan_spectral(int64_t h, int64_t w,
                                                       const float* mask) const override {
     return cpu::FftwHighpass::create(h, w, mask);

@@ -17,8 +17,9 @@ void layer_norm_modulate(const float* x, int64_t b, int64_t n, int64_t d, float 
 // Fused GroupNorm (+ SiLU); OpenMP over batch × groups.
 void group_norm(const float* x, int64_t b, int64_t c, int64_t hw, int64_t groups,
                 const float* gamma, const float* beta, float eps, bool silu, float* y);
-// Fused pixel-shuffle + softmax + reassembly; scratch holds B*k*k*sH*sW floats.
+// Fused pixel-shuffle + softmax + reassembly (Highway); scratch: carafe_scratch_floats().
 void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w, int64_t k,
             int64_t s, float* scratch, float* y);
+int64_t carafe_scratch_floats(int64_t b, int64_t c, int64_t h, int64_t w, int64_t k, int64_t s);
 
 }  // namespace duet::cpu
