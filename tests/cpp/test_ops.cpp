@@ -129,8 +129,8 @@ TEST(Ops, Conv2dKernelsStridesPatchEmbed) {
   }
 }
 
-TEST(Ops, LayerNormAffinePlainAndModulate) {
-  // tolerance: atol 1e-5 + rtol 1e-5
+// tolerance: atol 1e-5 + rtol 1e-5
+void check_layer_norm_cases(const std::string& label) {
   uint32_t seed = 200;
   for (int64_t b : {1, 3})
     for (int64_t n : {1, 49, 61})
@@ -140,20 +140,20 @@ TEST(Ops, LayerNormAffinePlainAndModulate) {
         Buf yr(b * n * d), yo(b * n * d);
         ref().layer_norm(x.data(), b * n, d, g.data(), be.data(), 1e-5f, yr.data());
         opt().layer_norm(x.data(), b * n, d, g.data(), be.data(), 1e-5f, yo.data());
-        expect_close(yo, yr, 1e-5, 1e-5, "layer_norm affine d" + std::to_string(d));
+        expect_close(yo, yr, 1e-5, 1e-5, label + " layer_norm affine d" + std::to_string(d));
         ref().layer_norm(x.data(), b * n, d, nullptr, nullptr, 1e-6f, yr.data());
         opt().layer_norm(x.data(), b * n, d, nullptr, nullptr, 1e-6f, yo.data());
-        expect_close(yo, yr, 1e-5, 1e-5, "layer_norm plain d" + std::to_string(d));
+        expect_close(yo, yr, 1e-5, 1e-5, label + " layer_norm plain d" + std::to_string(d));
         ref().layer_norm_modulate(x.data(), b, n, d, 1e-6f, mod.data(), mod.data() + d, 3 * d,
                                   yr.data());
         opt().layer_norm_modulate(x.data(), b, n, d, 1e-6f, mod.data(), mod.data() + d, 3 * d,
                                   yo.data());
-        expect_close(yo, yr, 1e-5, 1e-5, "layer_norm_modulate d" + std::to_string(d));
+        expect_close(yo, yr, 1e-5, 1e-5, label + " layer_norm_modulate d" + std::to_string(d));
       }
 }
 
-TEST(Ops, GroupNormWithAndWithoutSilu) {
-  // tolerance: atol 1e-5 + rtol 1e-5
+// tolerance: atol 1e-5 + rtol 1e-5
+void check_group_norm_cases(const std::string& label) {
   uint32_t seed = 300;
   struct G {
     int64_t b, c, hw, groups;
@@ -167,8 +167,21 @@ TEST(Ops, GroupNormWithAndWithoutSilu) {
                        yr.data());
       opt().group_norm(x.data(), g.b, g.c, g.hw, g.groups, ga.data(), be.data(), 1e-5f, silu,
                        yo.data());
-      expect_close(yo, yr, 1e-5, 1e-5, "group_norm c" + std::to_string(g.c));
+      expect_close(yo, yr, 1e-5, 1e-5, label + " group_norm c" + std::to_string(g.c));
     }
+}
+
+TEST(Ops, LayerNormAffinePlainAndModulate) { check_layer_norm_cases("best target"); }
+TEST(Ops, GroupNormWithAndWithoutSilu) { check_group_norm_cases("best target"); }
+
+// The norms are Highway code with runtime dispatch: every compiled, supported target.
+TEST(Ops, NormsEveryHighwayTarget) {
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(t);
+    check_layer_norm_cases(hwy::TargetName(t));
+    check_group_norm_cases(hwy::TargetName(t));
+  }
+  hwy::SetSupportedTargetsForTest(0);
 }
 
 // tolerance: atol 2e-6 + rtol 1e-5 (online softmax in fp32 vs double)
