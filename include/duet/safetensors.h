@@ -73,6 +73,12 @@ class SafetensorsFile {
   Result<Tensor> get(std::string_view name) const;
   // Owning F32 copy of an F32/F16/BF16 tensor (explicit conversion; any alignment).
   Result<Tensor> load_f32(std::string_view name) const;
+  // Hint that the tensor's bytes are no longer needed (once copied / packed): the whole pages
+  // inside its byte range are dropped from memory (madvise MADV_DONTNEED on the read-only
+  // private file mapping; a later read faults them back in from the file, so views stay
+  // correct). Lowers the peak resident memory of a model load. No-op for an absent tensor or a
+  // file not from open().
+  void release_pages(std::string_view name) const;
 
  private:
   friend Result<SafetensorsFile> parse_safetensors(const uint8_t*, size_t, std::string);

@@ -277,6 +277,16 @@ Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   return f;
 }
 
+void SafetensorsFile::release_pages(std::string_view name) const {
+  const TensorEntry* e = find(name);
+  if (!mapping_ || !e || e->nbytes == 0) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(e->data);
+  const uintptr_t first = (lo + page - 1) / page * page, last = (lo + e->nbytes) / page * page;
+  if (last > first)  // advisory: a failure only means the pages stay resident
+    ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
 const TensorEntry* SafetensorsFile::find(std::string_view name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : &tensors_[it->second];

@@ -20,6 +20,12 @@ BackendKind Model::backend_kind() const { return impl_->kind; }
 
 namespace {
 
+// The file Model::load is building from (this thread, during from_tensors): each linear / conv
+// layer's weight pages are released once the backend has packed its own copy, so a load's peak
+// memory is about one copy of the weights instead of two. Null for Model::from_tensors, whose
+// caller owns the buffers.
+thread_local const SafetensorsFile* t_release_file = nullptr;
+
 class Builder {
  public:
   Builder(Model::Impl& m, const std::map<std::string, Tensor>& src) : m_(m), src_(src) {}
@@ -115,6 +121,7 @@ class Builder {
     DUET_ASSIGN_OR_RETURN(const float* b, get(prefix + ".bias", {out}, false));
     auto r = m_.be->prepare_linear_weights(w, b, out, in, act);
     scratch_.clear();
+    if (t_release_file) t_release_file->release_pages(prefix + ".weight");  // packed: see above
     return r;
   }
 
@@ -123,6 +130,7 @@ class Builder {
     DUET_ASSIGN_OR_RETURN(const float* b, get(prefix + ".bias", {d.cout}, false));
     auto r = m_.be->prepare_conv_weights(w, b, d);
     scratch_.clear();
+    if (t_release_file) t_release_file->release_pages(prefix + ".weight");
     return r;
   }
 
@@ -356,7 +364,9 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const L
                               dtype_name(e.dtype) + "; weights must be F32, F16, BF16 or I8");
     }
   }
+  t_release_file = &file;
   auto r = from_tensors(cfg, tensors, opts);
+  t_release_file = nullptr;
   if (!r.is_ok())
     return Status(r.status().code(), dir + "/model.safetensors: " + r.status().message());
   return r;
