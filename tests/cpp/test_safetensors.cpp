@@ -329,6 +329,28 @@ TEST(Safetensors, FileOutlivesMoves) {
   EXPECT_EQ(copy.view("t").f32()[2], 9.0f);  // mapping still alive through `copy`
 }
 
+// release_pages drops the pages of a tensor that was packed elsewhere; the mapping stays valid
+// and a later read faults the same bytes back in from the file.
+TEST(Safetensors, ReleasedPagesReadBackUnchanged) {
+  TempDir dir;
+  const std::string path = dir.file("big.safetensors");
+  Tensor a = Tensor::zeros({3, 5000}), b = Tensor::zeros({7});  // a spans several pages
+  for (int64_t i = 0; i < a.numel(); ++i) a.f32()[i] = static_cast<float>(i % 977) - 3.5f;
+  for (int64_t i = 0; i < b.numel(); ++i) b.f32()[i] = static_cast<float>(i) * 0.25f;
+  ASSERT_TRUE(duet::write_safetensors(path, {{"a", a}, {"b", b}}).is_ok());
+  auto r = SafetensorsFile::open(path);
+  ASSERT_TRUE(r.is_ok());
+  const SafetensorsFile& f = r.value();
+  const Tensor va = f.view("a");
+  ASSERT_EQ(va.f32()[4321], a.f32()[4321]);  // pages resident now
+  f.release_pages("a");
+  f.release_pages("b");
+  f.release_pages("absent");  // no-op
+  for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(va.f32()[i], a.f32()[i]) << i;
+  for (int64_t i = 0; i < b.numel(); ++i) ASSERT_EQ(f.view("b").f32()[i], b.f32()[i]) << i;
+  SafetensorsFile().release_pages("a");  // not opened from a file: no-op
+}
+
 TEST(Safetensors, WriterRejectsBadInput) {
   TempDir dir;
   Tensor t = Tensor::zeros({1});
