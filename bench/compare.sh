@@ -8,9 +8,10 @@
 # Per model: bench/torch_peer.py with OPENBLAS_CORETYPE=SKYLAKEX (writes the shared inputs, the
 # peer's eps and the ORT inputs), the same without OPENBLAS_CORETYPE, `duet bench --inputs`,
 # the ONNX export (cached under the work dir) + bench/ort_peer.mjs, then bench/compare_report.py.
-# All engines: 2 threads, batch 2. Work files: $OUT (default /tmp/duet-compare).
+# All engines: 2 threads; model batch 2 (one image with guidance), and for the demo also batch
+# 16 (8 images; "demo8"). Work files: $OUT (default /tmp/duet-compare).
 # Environment: DUET, OUT, SEED_DIR (default /tmp/seed-scale), THREADS (2), DEMO_REPS (5),
-# SEED_REPS (3), DEMO_STEPS (20), SKIP_SEED=1, ONNX_EXPORT_TIMEOUT (300 s; past it ORT is skipped).
+# SEED_REPS (3), DEMO_STEPS (20), SKIP_SEED=1, SKIP_DEMO8=1, ONNX_EXPORT_TIMEOUT (300 s; past it ORT is skipped).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DUET=${DUET:-$ROOT/build-bench/duet}
@@ -38,24 +39,24 @@ if [ "${SKIP_SEED:-0}" != 1 ] && [ ! -f "$SEED_DIR/model.safetensors" ]; then
   (cd "$ROOT/python" && "$PY" -m duet_ref.export --random --config ../configs/seed-scale.json --seed 0 --out "$SEED_DIR") >&2
 fi
 
-# run_model LABEL MODEL_DIR REPS STEPS GEN_REPS
+# run_model LABEL MODEL_DIR REPS STEPS GEN_REPS BATCH   (BATCH = model batch = 2 × images)
 run_model() {
-  local label=$1 model=$2 reps=$3 steps=$4 gen_reps=$5
+  local label=$1 model=$2 reps=$3 steps=$4 gen_reps=$5 batch=$6
   local w=$OUT/$label
   mkdir -p "$w"
   rm -f "$w"/{inputs,ort_in,torch_eps,duet_eps,ort_eps}.safetensors "$w"/{duet,torch,torch_default,ort}.json "$w/ort_skipped.txt"
   log "$label: model $model"
   log "$label: PyTorch peer (OPENBLAS_CORETYPE=SKYLAKEX)"
-  OPENBLAS_CORETYPE=SKYLAKEX "$PY" "$ROOT/bench/torch_peer.py" --model "$model" --batch 2 --reps "$reps" \
+  OPENBLAS_CORETYPE=SKYLAKEX "$PY" "$ROOT/bench/torch_peer.py" --model "$model" --batch "$batch" --reps "$reps" \
     --threads "$THREADS" --inputs "$w/inputs.safetensors" --out "$w/torch.json" \
     --eps-out "$w/torch_eps.safetensors" --ort-inputs "$w/ort_in.safetensors" \
     --steps "$steps" --gen-reps "$gen_reps" > /dev/null
   log "$label: PyTorch peer (no OPENBLAS_CORETYPE)"
-  env -u OPENBLAS_CORETYPE "$PY" "$ROOT/bench/torch_peer.py" --model "$model" --batch 2 --reps "$reps" \
+  env -u OPENBLAS_CORETYPE "$PY" "$ROOT/bench/torch_peer.py" --model "$model" --batch "$batch" --reps "$reps" \
     --threads "$THREADS" --inputs "$w/inputs.safetensors" --out "$w/torch_default.json" \
     --steps "$steps" --gen-reps "$gen_reps" > /dev/null
   log "$label: duet bench"
-  "$DUET" bench --model "$model" --reps "$reps" --threads "$THREADS" --steps "$steps" \
+  "$DUET" bench --model "$model" --batch "$batch" --reps "$reps" --threads "$THREADS" --steps "$steps" \
     --gen-reps "$gen_reps" --inputs "$w/inputs.safetensors" --eps-out "$w/duet_eps.safetensors" \
     --json > "$w/duet.json"
   # ONNX export (cached: re-exported when the checkpoint is newer than the graphs)
@@ -90,10 +91,14 @@ run_model() {
   fi
 }
 
-run_model demo "$DEMO" "$DEMO_REPS" "$DEMO_STEPS" 3
+run_model demo "$DEMO" "$DEMO_REPS" "$DEMO_STEPS" 3 2
 DIRS=("$OUT/demo")
+if [ "${SKIP_DEMO8:-0}" != 1 ]; then
+  run_model demo8 "$DEMO" "$DEMO_REPS" "$DEMO_STEPS" 3 16
+  DIRS+=("$OUT/demo8")
+fi
 if [ "${SKIP_SEED:-0}" != 1 ]; then
-  run_model seed "$SEED_DIR" "$SEED_REPS" 0 0
+  run_model seed "$SEED_DIR" "$SEED_REPS" 0 0 2
   DIRS+=("$OUT/seed")
 fi
 log "report"

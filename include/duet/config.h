@@ -84,6 +84,7 @@ struct DiffusionConfig {
 
 struct InferenceConfig {
   int64_t refine_every = 3;
+  double cfg_scale = 4.0;  // default classifier-free guidance scale, in [1, 100]
 };
 
 struct ModelConfig {

@@ -39,6 +39,7 @@ struct DenoiserInfo {
   std::string beta_schedule = "linear";     // linear | scaled_linear | cosine
   std::string prediction_type = "epsilon";  // epsilon | v_prediction
   int refine_every = 3;                     // inference.refine_every (config default)
+  float cfg_scale = 4.0f;                   // inference.cfg_scale (config default guidance)
   bool supports_other_sizes = true;         // false: width/height must equal the config's
 };
 

@@ -19,7 +19,7 @@ DEFAULTS = {
     "gate": {"hidden": 64},
     "diffusion": {"num_train_timesteps": 1000, "beta_schedule": "linear",
                   "prediction_type": "epsilon"},
-    "inference": {"refine_every": 3},
+    "inference": {"refine_every": 3, "cfg_scale": 4.0},
 }
 
 TIME_EMBED_DIM = 256  # sinusoid(t) width, fixed by the spec
@@ -102,6 +102,9 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("config field diffusion.beta_schedule: expected linear|scaled_linear|cosine")
     if d["prediction_type"] not in ("epsilon", "v_prediction"):
         raise ConfigError("config field diffusion.prediction_type: expected epsilon|v_prediction")
+    g = cfg["inference"]["cfg_scale"]
+    if not (isinstance(g, (int, float)) and not isinstance(g, bool) and 1 <= g <= 100):
+        raise ConfigError("config field inference.cfg_scale: expected a number in [1, 100]")
     return cfg
 
 

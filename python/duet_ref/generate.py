@@ -25,7 +25,8 @@ def main(argv=None):
     ap.add_argument("-n", "--num-images", type=int, default=1)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sampler", choices=sorted(SAMPLERS), default="dpmpp_2m")
-    ap.add_argument("--cfg-scale", type=float, default=4.0)
+    ap.add_argument("--cfg-scale", type=float, default=None,
+                    help="guidance scale (default: config inference.cfg_scale)")
     ap.add_argument("--negative-prompt", default="")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refine-every", type=int, default=None, help="K: refine at 0-based steps i with (i+1)%%K==0; 0 = never (default: config inference.refine_every)")
@@ -35,8 +36,11 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     t0 = time.time()
+    cfg_scale = args.cfg_scale
+    if cfg_scale is None:
+        cfg_scale = model.cfg.get("inference", {}).get("cfg_scale", 4.0)
     images = generate(model, [args.prompt] * args.num_images, steps=args.steps, sampler=args.sampler,
-                      cfg_scale=args.cfg_scale, negative_prompt=args.negative_prompt, seed=args.seed,
+                      cfg_scale=cfg_scale, negative_prompt=args.negative_prompt, seed=args.seed,
                       refine_every=args.refine_every)
     paths = save_pngs(images, args.output_dir)
     print(f"generated {len(paths)} image(s) in {time.time() - t0:.2f}s: {', '.join(paths)}")

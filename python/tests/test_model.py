@@ -164,6 +164,10 @@ def test_config_validation_names_field():
     cfg["backbone"]["heads"] = 5
     with pytest.raises(config_mod.ConfigError, match="backbone.heads"):
         config_mod.validate(cfg)
+    cfg = copy.deepcopy(load_cfg("awkward"))
+    cfg["inference"]["cfg_scale"] = 0.5
+    with pytest.raises(config_mod.ConfigError, match="inference.cfg_scale"):
+        config_mod.validate(cfg)
 
 
 class _FakePrompts:

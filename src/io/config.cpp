@@ -74,7 +74,8 @@ json to_json_value(const ModelConfig& c) {
        {{"num_train_timesteps", c.diffusion.num_train_timesteps},
         {"beta_schedule", c.diffusion.beta_schedule},
         {"prediction_type", c.diffusion.prediction_type}}},
-      {"inference", {{"refine_every", c.inference.refine_every}}},
+      {"inference",
+       {{"refine_every", c.inference.refine_every}, {"cfg_scale", c.inference.cfg_scale}}},
   };
 }
 
@@ -262,6 +263,10 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
   }
   // The refiner runs every k-th step, k >= 1.
   DUET_RETURN_IF_ERROR(check_pos_int(file, "inference.refine_every", c.inference.refine_every));
+  if (!(c.inference.cfg_scale >= 1.0 && c.inference.cfg_scale <= 100.0))
+    return field_error(
+        file, "inference.cfg_scale",
+        "expected a number in [1, 100], got " + std::to_string(c.inference.cfg_scale));
   return Status::ok();
 }
 
@@ -372,6 +377,8 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
                                    "expected epsilon|v_prediction", &c.diffusion.prediction_type));
   DUET_RETURN_IF_ERROR(
       read_int(file, m["inference"], "inference", "refine_every", pos, &c.inference.refine_every));
+  DUET_RETURN_IF_ERROR(read_number(file, m["inference"], "inference", "cfg_scale",
+                                   "expected a number in [1, 100]", &c.inference.cfg_scale));
   DUET_RETURN_IF_ERROR(validate_config(c, file));
   return c;
 }

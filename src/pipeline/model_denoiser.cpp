@@ -73,6 +73,7 @@ class ModelDenoiser : public Denoiser {
     info_.beta_schedule = c.diffusion.beta_schedule;
     info_.prediction_type = c.diffusion.prediction_type;
     info_.refine_every = static_cast<int>(c.inference.refine_every);
+    info_.cfg_scale = static_cast<float>(c.inference.cfg_scale);
     info_.supports_other_sizes = true;
   }
 

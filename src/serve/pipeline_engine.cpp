@@ -315,6 +315,7 @@ class PipelineEngine : public ImageEngine {
     info_.max_n = kMaxImages;
     info_.samplers = diffusion::sampler_names();
     info_.default_refine_every = d.refine_every;
+    info_.default_cfg_scale = d.cfg_scale;
   }
 
   const EngineInfo& info() const override { return info_; }

@@ -28,6 +28,7 @@ TEST(Config, LoadsFashionDuet) {
   EXPECT_DOUBLE_EQ(c->highpass.tau, 0.04);
   EXPECT_EQ(c->diffusion.beta_schedule, "linear");
   EXPECT_EQ(c->inference.refine_every, 3);
+  EXPECT_DOUBLE_EQ(c->inference.cfg_scale, 3.0);  // configs/fashion-duet.json sets it
   EXPECT_TRUE(c->unknown_fields.empty());
   // Derived sizes.
   EXPECT_EQ(c->grid_h(), 7);
@@ -150,6 +151,9 @@ TEST(Config, BadValuesNameFileAndField) {
       {R"({"diffusion": {"prediction_type": "sample"}})", {"field diffusion.prediction_type"}},
       {R"({"diffusion": {"num_train_timesteps": 0}})", {"field diffusion.num_train_timesteps"}},
       {R"({"inference": {"refine_every": 0}})", {"field inference.refine_every"}},
+      {R"({"inference": {"cfg_scale": 0.5}})",
+       {"field inference.cfg_scale: expected a number in [1, 100]"}},
+      {R"({"inference": {"cfg_scale": "3"}})", {"field inference.cfg_scale"}},
       {R"({"gate": {"hidden": 2.5}})", {"field gate.hidden"}},
   };
   for (const Case& c : cases) {
