@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backends/backend.h"
@@ -36,6 +37,16 @@ inline void* thread_scratchpad(size_t bytes) {
   return thread_buffer(ThreadBuffer::kScratchpad, bytes);
 }
 dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to_md);
+
+// C memory handles (no data) for the descriptors `mds` of one cached primitive entry, per
+// calling thread: created on the entry's first execution and afterwards only re-pointed with
+// dnnl_memory_set_data_handle, so a warm execution creates nothing. The descriptors are
+// re-checked on lookup because an entry address can be reused by a later Model. Returns
+// mds.size() (<= kMaxBoundHandles) handles in the order given.
+constexpr int kMaxBoundHandles = 6;
+dnnl_memory_t* bound_handles(const void* entry, std::initializer_list<dnnl::memory::desc> mds);
+// dnnl_primitive_execute; a failure here is an engine bug, reported loudly.
+void execute_or_die(const dnnl::primitive& p, int nargs, const dnnl_exec_arg_t* args);
 
 // Primitive creation for a new shape cannot fail for shapes the prepare step accepted; if
 // oneDNN disagrees that is an engine bug, reported loudly.

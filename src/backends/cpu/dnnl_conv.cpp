@@ -22,65 +22,9 @@ struct ConvEntry {
   dnnl::primitive conv, src_reorder, dst_reorder;
   memory::desc user_src_md, src_md, dst_md, user_dst_md;
   size_t scratch_bytes = 0;  // max over the three primitives (they run one after another)
+  memory::desc scratch_md;   // [scratch_bytes] u8
   memory weights;
 };
-
-// C memory handles per (calling thread, entry), created once and re-pointed per call; the
-// descriptors are re-checked because an entry address can be reused by a later Model.
-struct ConvBound {
-  dnnl_memory_desc_t src_md{}, dst_md{};
-  size_t scratch_bytes = 0;
-  dnnl_memory_t user_src = nullptr, src = nullptr, dst = nullptr, user_dst = nullptr,
-                scratch = nullptr;
-  void destroy() {
-    for (dnnl_memory_t m : {user_src, src, dst, user_dst, scratch}) dnnl_memory_destroy(m);
-  }
-};
-
-struct ConvBoundCache {
-  std::unordered_map<const ConvEntry*, ConvBound> by_entry;
-  ~ConvBoundCache() {
-    for (auto& [k, b] : by_entry) b.destroy();
-  }
-};
-
-dnnl_memory_t unbound(const memory::desc& md) {
-  dnnl_memory_t m = nullptr;
-  dnnl_memory_create(&m, &md.data, engine().get(), DNNL_MEMORY_NONE);
-  return m;
-}
-
-ConvBound& bound(const ConvEntry& e) {
-  thread_local ConvBoundCache cache;
-  auto it = cache.by_entry.find(&e);
-  if (it != cache.by_entry.end() && dnnl_memory_desc_equal(&it->second.src_md, &e.src_md.data) &&
-      dnnl_memory_desc_equal(&it->second.dst_md, &e.dst_md.data) &&
-      it->second.scratch_bytes == e.scratch_bytes)
-    return it->second;
-  if (it != cache.by_entry.end()) {
-    it->second.destroy();
-    cache.by_entry.erase(it);
-  }
-  ConvBound b;
-  b.src_md = e.src_md.data;
-  b.dst_md = e.dst_md.data;
-  b.scratch_bytes = e.scratch_bytes;
-  b.user_src = unbound(e.user_src_md);
-  b.src = unbound(e.src_md);
-  b.dst = unbound(e.dst_md);
-  b.user_dst = unbound(e.user_dst_md);
-  b.scratch = unbound(memory::desc({static_cast<int64_t>(e.scratch_bytes)}, dt::u8, tag::x));
-  return cache.by_entry.emplace(&e, b).first->second;
-}
-
-void run(const dnnl::primitive& p, int nargs, const dnnl_exec_arg_t* args) {
-  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), nargs, args);
-  if (st != dnnl_success) {
-    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n",
-                 static_cast<int>(st));
-    std::abort();
-  }
-}
 
 dnnl::primitive_attr user_scratchpad() {
   dnnl::primitive_attr attr;
@@ -138,6 +82,7 @@ class DnnlConv final : public PreparedConv {
       e.dst_reorder = dnnl::reorder(rpd);
       e.scratch_bytes = std::max(e.scratch_bytes, rpd.scratchpad_desc().get_size());
     }
+    e.scratch_md = memory::desc({static_cast<int64_t>(e.scratch_bytes)}, dt::u8, tag::x);
     e.weights =
         pd.weights_desc() == packed.get_desc() ? packed : reorder_to(packed, pd.weights_desc());
     return cache.emplace(key, std::move(e)).first->second;
@@ -173,30 +118,32 @@ Result<std::unique_ptr<PreparedConv>> dnnl_prepare_conv(const LayerWeights& lw, 
 void dnnl_conv2d(const PreparedConv& p, const float* x, int64_t b, int64_t h, int64_t w, float* y) {
   const auto& op = static_cast<const DnnlConv&>(p);
   const ConvEntry& e = checked([&]() -> const ConvEntry& { return op.entry(b, h, w); });
-  ConvBound& m = bound(e);
-  dnnl_memory_set_data_handle(m.scratch, thread_scratchpad(e.scratch_bytes));
+  // user_src, src, dst, user_dst, scratch
+  dnnl_memory_t* m =
+      bound_handles(&e, {e.user_src_md, e.src_md, e.dst_md, e.user_dst_md, e.scratch_md});
+  dnnl_memory_set_data_handle(m[4], thread_scratchpad(e.scratch_bytes));
   if (e.src_reorder) {
-    dnnl_memory_set_data_handle(m.user_src, const_cast<float*>(x));
-    dnnl_memory_set_data_handle(m.src, thread_buffer(ThreadBuffer::kConvSrc, e.src_md.get_size()));
+    dnnl_memory_set_data_handle(m[0], const_cast<float*>(x));
+    dnnl_memory_set_data_handle(m[1], thread_buffer(ThreadBuffer::kConvSrc, e.src_md.get_size()));
     const dnnl_exec_arg_t args[3] = {
-        {DNNL_ARG_FROM, m.user_src}, {DNNL_ARG_TO, m.src}, {DNNL_ARG_SCRATCHPAD, m.scratch}};
-    run(e.src_reorder, 3, args);
+        {DNNL_ARG_FROM, m[0]}, {DNNL_ARG_TO, m[1]}, {DNNL_ARG_SCRATCHPAD, m[4]}};
+    execute_or_die(e.src_reorder, 3, args);
   } else {
-    dnnl_memory_set_data_handle(m.src, const_cast<float*>(x));
+    dnnl_memory_set_data_handle(m[1], const_cast<float*>(x));
   }
   dnnl_memory_set_data_handle(
-      m.dst, e.dst_reorder ? thread_buffer(ThreadBuffer::kConvDst, e.dst_md.get_size()) : y);
-  const dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, m.src},
+      m[2], e.dst_reorder ? thread_buffer(ThreadBuffer::kConvDst, e.dst_md.get_size()) : y);
+  const dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, m[1]},
                                    {DNNL_ARG_WEIGHTS, e.weights.get()},
                                    {DNNL_ARG_BIAS, op.bias.get()},
-                                   {DNNL_ARG_DST, m.dst},
-                                   {DNNL_ARG_SCRATCHPAD, m.scratch}};
-  run(e.conv, 5, args);
+                                   {DNNL_ARG_DST, m[2]},
+                                   {DNNL_ARG_SCRATCHPAD, m[4]}};
+  execute_or_die(e.conv, 5, args);
   if (e.dst_reorder) {
-    dnnl_memory_set_data_handle(m.user_dst, y);
+    dnnl_memory_set_data_handle(m[3], y);
     const dnnl_exec_arg_t rargs[3] = {
-        {DNNL_ARG_FROM, m.dst}, {DNNL_ARG_TO, m.user_dst}, {DNNL_ARG_SCRATCHPAD, m.scratch}};
-    run(e.dst_reorder, 3, rargs);
+        {DNNL_ARG_FROM, m[2]}, {DNNL_ARG_TO, m[3]}, {DNNL_ARG_SCRATCHPAD, m[4]}};
+    execute_or_die(e.dst_reorder, 3, rargs);
   }
 }
 

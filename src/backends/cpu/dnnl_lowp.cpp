@@ -25,81 +25,30 @@ struct LowpEntry {
   memory weights;  // packed for this primitive
 };
 
-// C memory handles per (calling thread, entry), created once and re-pointed per call (as in
-// dnnl_ops.cpp); the descriptors are re-checked because an entry address may be reused.
-struct Bound {
-  dnnl_memory_desc_t src_md{}, dst_md{};
-  size_t scratch_bytes = 0;
-  bool with_sx = false;
-  dnnl_memory_t src = nullptr, dst = nullptr, scratch = nullptr, sx = nullptr;
-  void destroy() {
-    dnnl_memory_destroy(src);
-    dnnl_memory_destroy(dst);
-    dnnl_memory_destroy(scratch);
-    if (sx) dnnl_memory_destroy(sx);
-  }
-};
-
-struct BoundCache {
-  std::unordered_map<const void*, Bound> by_entry;
-  ~BoundCache() {
-    for (auto& [k, b] : by_entry) b.destroy();
-  }
-};
-
-Bound& bound(const LowpEntry& e, bool with_sx) {
-  thread_local BoundCache cache;
-  auto it = cache.by_entry.find(&e);
-  if (it != cache.by_entry.end() && dnnl_memory_desc_equal(&it->second.src_md, &e.src_md.data) &&
-      dnnl_memory_desc_equal(&it->second.dst_md, &e.dst_md.data) &&
-      it->second.scratch_bytes == e.scratch_md.get_size() && it->second.with_sx == with_sx)
-    return it->second;
-  if (it != cache.by_entry.end()) {
-    it->second.destroy();
-    cache.by_entry.erase(it);
-  }
-  Bound b;
-  b.src_md = e.src_md.data;
-  b.dst_md = e.dst_md.data;
-  b.scratch_bytes = e.scratch_md.get_size();
-  b.with_sx = with_sx;
-  dnnl_memory_create(&b.src, &e.src_md.data, engine().get(), DNNL_MEMORY_NONE);
-  dnnl_memory_create(&b.dst, &e.dst_md.data, engine().get(), DNNL_MEMORY_NONE);
-  dnnl_memory_create(&b.scratch, &e.scratch_md.data, engine().get(), DNNL_MEMORY_NONE);
-  if (with_sx) {
-    const memory::desc smd({1, 1}, dt::f32, tag::ab);
-    dnnl_memory_create(&b.sx, &smd.data, engine().get(), DNNL_MEMORY_NONE);
-  }
-  return cache.by_entry.emplace(&e, b).first->second;
-}
-
 // Executes e on converted activations `src`. bf16 (sx == null): bias is the primitive's bias.
 // int8: *sx is the activation scale (post-op 0, binary mul by a [1, 1] tensor) and bias the
 // operand of post-op 1 (binary add).
 void execute(const LowpEntry& e, const void* src, float* dst, const memory& bias, const float* sx) {
-  Bound& b = bound(e, sx != nullptr);
-  dnnl_memory_set_data_handle(b.src, const_cast<void*>(src));
-  dnnl_memory_set_data_handle(b.dst, dst);
-  dnnl_memory_set_data_handle(b.scratch, thread_scratchpad(e.scratch_md.get_size()));
+  static const memory::desc sx_md({1, 1}, dt::f32, tag::ab);
+  dnnl_memory_t* m = sx ? bound_handles(&e, {e.src_md, e.dst_md, e.scratch_md, sx_md})
+                        : bound_handles(&e, {e.src_md, e.dst_md, e.scratch_md});
+  dnnl_memory_set_data_handle(m[0], const_cast<void*>(src));
+  dnnl_memory_set_data_handle(m[1], dst);
+  dnnl_memory_set_data_handle(m[2], thread_scratchpad(e.scratch_md.get_size()));
   dnnl_exec_arg_t args[6];
   int n = 0;
-  args[n++] = {DNNL_ARG_SRC, b.src};
+  args[n++] = {DNNL_ARG_SRC, m[0]};
   args[n++] = {DNNL_ARG_WEIGHTS, e.weights.get()};
-  args[n++] = {DNNL_ARG_DST, b.dst};
-  args[n++] = {DNNL_ARG_SCRATCHPAD, b.scratch};
+  args[n++] = {DNNL_ARG_DST, m[1]};
+  args[n++] = {DNNL_ARG_SCRATCHPAD, m[2]};
   if (sx) {
-    dnnl_memory_set_data_handle(b.sx, const_cast<float*>(sx));
-    args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, b.sx};
+    dnnl_memory_set_data_handle(m[3], const_cast<float*>(sx));
+    args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, m[3]};
     args[n++] = {DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, bias.get()};
   } else {
     args[n++] = {DNNL_ARG_BIAS, bias.get()};
   }
-  const dnnl_status_t st = dnnl_primitive_execute(e.prim.get(), stream().get(), n, args);
-  if (st != dnnl_success) {
-    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n",
-                 static_cast<int>(st));
-    std::abort();
-  }
+  execute_or_die(e.prim, n, args);
 }
 
 memory bias_memory(const float* b, const memory::dims& dims, int64_t n) {

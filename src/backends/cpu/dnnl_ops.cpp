@@ -81,73 +81,78 @@ memory reorder_to(const memory &from, const memory::desc &to_md) {
 
 namespace {
 
-// Memory objects wrapping the caller's buffers, one triple per (calling thread,
-// primitive shape): created on the first execution and then only re-pointed
-// with set_data_handle, so a warm execution creates nothing. The descriptors
-// are re-checked on lookup because an Entry address can be reused by a later
-// Model.
-struct BoundMemories {
-  dnnl_memory_desc_t src_md{}, dst_md{};
-  dnnl_memory_t src = nullptr, dst = nullptr, scratch = nullptr;
-  size_t scratch_bytes = 0;
-};
-
-struct ThreadMemories {
-  std::unordered_map<const void *, BoundMemories> by_entry;
-  ~ThreadMemories() {
-    for (auto &[key, m] : by_entry) {
-      dnnl_memory_destroy(m.src);
-      dnnl_memory_destroy(m.dst);
-      dnnl_memory_destroy(m.scratch);
-    }
+struct BoundSet {
+  int n = 0;
+  dnnl_memory_desc_t md[kMaxBoundHandles]{};
+  dnnl_memory_t mem[kMaxBoundHandles]{};
+  void destroy() {
+    for (int i = 0; i < n; ++i) dnnl_memory_destroy(mem[i]);
   }
 };
 
-BoundMemories &bound_memories(const void *entry, const memory::desc &src_md,
-                              const memory::desc &dst_md, const memory::desc &scratch_md) {
-  thread_local ThreadMemories cache;
+struct BoundCache {
+  std::unordered_map<const void *, BoundSet> by_entry;
+  ~BoundCache() {
+    for (auto &[key, b] : by_entry) b.destroy();
+  }
+};
+
+}  // namespace
+
+dnnl_memory_t *bound_handles(const void *entry, std::initializer_list<memory::desc> mds) {
+  thread_local BoundCache cache;
+  const int n = static_cast<int>(mds.size());
   auto it = cache.by_entry.find(entry);
-  if (it != cache.by_entry.end() && dnnl_memory_desc_equal(&it->second.src_md, &src_md.data) &&
-      dnnl_memory_desc_equal(&it->second.dst_md, &dst_md.data) &&
-      it->second.scratch_bytes == scratch_md.get_size()) {
-    return it->second;
-  }
   if (it != cache.by_entry.end()) {
-    dnnl_memory_destroy(it->second.src);
-    dnnl_memory_destroy(it->second.dst);
-    dnnl_memory_destroy(it->second.scratch);
+    bool same = it->second.n == n;
+    int i = 0;
+    for (const memory::desc &md : mds)
+      same = same && dnnl_memory_desc_equal(&it->second.md[i++], &md.data);
+    if (same) return it->second.mem;
+    it->second.destroy();
     cache.by_entry.erase(it);
   }
-  BoundMemories m;
-  m.src_md = src_md.data;
-  m.dst_md = dst_md.data;
-  m.scratch_bytes = scratch_md.get_size();
-  dnnl_memory_create(&m.src, &src_md.data, engine().get(), DNNL_MEMORY_NONE);
-  dnnl_memory_create(&m.dst, &dst_md.data, engine().get(), DNNL_MEMORY_NONE);
-  dnnl_memory_create(&m.scratch, &scratch_md.data, engine().get(), DNNL_MEMORY_NONE);
-  return cache.by_entry.emplace(entry, m).first->second;
+  if (n > kMaxBoundHandles) {
+    std::fprintf(stderr, "duet: internal error: %d bound memories (max %d)\n", n, kMaxBoundHandles);
+    std::abort();
+  }
+  BoundSet b;
+  b.n = n;
+  int i = 0;
+  for (const memory::desc &md : mds) {
+    b.md[i] = md.data;
+    dnnl_memory_create(&b.mem[i], &md.data, engine().get(), DNNL_MEMORY_NONE);
+    ++i;
+  }
+  return cache.by_entry.emplace(entry, b).first->second.mem;
 }
+
+void execute_or_die(const dnnl::primitive &p, int nargs, const dnnl_exec_arg_t *args) {
+  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), nargs, args);
+  if (st != dnnl_success) {
+    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n",
+                 static_cast<int>(st));
+    std::abort();
+  }
+}
+
+namespace {
 
 // Executes with the C API (an args array on the stack: no std::unordered_map
 // per call on our side).
 void execute(const void *entry, const dnnl::primitive &p, const memory::desc &src_md,
              const float *src, const memory &weights, const memory &bias,
              const memory::desc &dst_md, float *dst, const memory::desc &scratch_md) {
-  BoundMemories &m = bound_memories(entry, src_md, dst_md, scratch_md);
-  dnnl_memory_set_data_handle(m.src, const_cast<float *>(src));
-  dnnl_memory_set_data_handle(m.dst, dst);
-  dnnl_memory_set_data_handle(m.scratch, thread_scratchpad(scratch_md.get_size()));
-  const dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, m.src},
+  dnnl_memory_t *m = bound_handles(entry, {src_md, dst_md, scratch_md});  // src, dst, scratch
+  dnnl_memory_set_data_handle(m[0], const_cast<float *>(src));
+  dnnl_memory_set_data_handle(m[1], dst);
+  dnnl_memory_set_data_handle(m[2], thread_scratchpad(scratch_md.get_size()));
+  const dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, m[0]},
                                    {DNNL_ARG_WEIGHTS, weights.get()},
                                    {DNNL_ARG_BIAS, bias.get()},
-                                   {DNNL_ARG_DST, m.dst},
-                                   {DNNL_ARG_SCRATCHPAD, m.scratch}};
-  const dnnl_status_t st = dnnl_primitive_execute(p.get(), stream().get(), 5, args);
-  if (st != dnnl_success) {
-    std::fprintf(stderr, "duet: internal error: oneDNN execute failed (status %d)\n",
-                 static_cast<int>(st));
-    std::abort();
-  }
+                                   {DNNL_ARG_DST, m[1]},
+                                   {DNNL_ARG_SCRATCHPAD, m[2]}};
+  execute_or_die(p, 5, args);
 }
 
 struct Entry {
