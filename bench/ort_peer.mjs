@@ -15,53 +15,7 @@
 // --eps-out writes eps_s, eps_d, eps of the refine path.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const require = createRequire(path.join(here, '..', 'python', 'onnx_check', 'package.json'));
-const ort = require('onnxruntime-node');
-
-const TYPES = {
-  F32: ['float32', Float32Array], I64: ['int64', BigInt64Array],
-  I32: ['int32', Int32Array], U8: ['uint8', Uint8Array],
-};
-const FROM_ORT = { float32: 'F32', int64: 'I64', int32: 'I32', uint8: 'U8' };
-
-function readSafetensors(p) {
-  const buf = fs.readFileSync(p);
-  const n = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
-  const base = 8 + n;
-  const out = {};
-  for (const [name, e] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    const t = TYPES[e.dtype];
-    if (!t) throw new Error(`${p}: tensor ${name}: unsupported dtype ${e.dtype}`);
-    const [b, end] = e.data_offsets;
-    const bytes = new Uint8Array(end - b);
-    bytes.set(buf.subarray(base + b, base + end));
-    out[name] = new ort.Tensor(t[0], new t[1](bytes.buffer), e.shape);
-  }
-  return out;
-}
-
-function writeSafetensors(p, tensors, metadata) {
-  const header = { __metadata__: metadata };
-  const blobs = [];
-  let off = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    header[name] = { dtype: FROM_ORT[t.type], shape: t.dims.map(Number), data_offsets: [off, off + bytes.length] };
-    blobs.push(bytes);
-    off += bytes.length;
-  }
-  let h = Buffer.from(JSON.stringify(header), 'utf8');
-  h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  fs.writeFileSync(p, Buffer.concat([len, h, ...blobs]));
-}
+import { ort, readSafetensors, writeSafetensors } from '../python/onnx_check/safetensors_ort.mjs';
 
 function parseArgs(argv) {
   const a = { reps: 5, threads: 2 };
