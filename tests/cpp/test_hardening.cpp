@@ -282,7 +282,9 @@ TEST(HardeningCli, TruncatedPng) {
   const auto bytes = encode(gray(28, 28));
   for (size_t len : {size_t{0}, size_t{7}, size_t{8}, size_t{20}, size_t{40}, bytes.size() / 2,
                      bytes.size() - 13}) {
-    const std::string path = dir.file("t" + std::to_string(len) + ".png");
+    std::string name = "t";  // appended, not "t" + ...: GCC 12 -Wrestrict false positive
+    name += std::to_string(len) + ".png";
+    const std::string path = dir.file(name);
     duet::testing::write_file(path, bytes_of(bytes).substr(0, len));
     const std::string label = "png prefix " + std::to_string(len);
     const auto r = run_command(kCli + " png-info " + shell_quote(path));
