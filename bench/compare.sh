@@ -30,6 +30,10 @@ mkdir -p "$OUT"
 export OMP_NUM_THREADS=$THREADS
 T_START=$(date +%s)
 log() { echo "[compare $(($(date +%s) - T_START))s] $*" >&2; }
+# /proc/loadavg every 10 s while the run lasts: a loaded machine makes every ratio suspect.
+(while true; do echo "$(date -u +%H:%M:%S) $(cat /proc/loadavg)"; sleep 10; done) > "$OUT/loadavg.txt" &
+LOAD_PID=$!
+trap 'kill $LOAD_PID 2>/dev/null || true' EXIT
 
 DEMO=$ROOT/models/fashion-duet
 [ -f "$DEMO/model.safetensors" ] || DEMO=$ROOT/tests/fixtures/tiny-demo
@@ -103,4 +107,8 @@ if [ "${SKIP_SEED:-0}" != 1 ]; then
 fi
 log "report"
 "$PY" "$ROOT/bench/compare_report.py" "${DIRS[@]}" --md "$OUT/report.md"
+kill $LOAD_PID 2>/dev/null || true
+awk 'NR == 1 || $2 < lo { lo = $2 } NR == 1 || $2 > hi { hi = $2 } END {
+  printf "\n1-minute load average during the run: %s to %s over %d samples (%s)\n", lo, hi, NR, FILENAME }' \
+  "$OUT/loadavg.txt" | tee -a "$OUT/report.md"
 log "done in $(($(date +%s) - T_START)) s; report in $OUT/report.md"
