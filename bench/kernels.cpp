@@ -4,9 +4,10 @@
 //
 //   build/duet_kernel_bench [--benchmark_filter=attention] [--threads N]
 //
-// Counters (shown per second): GFLOP (analytic FLOPs per call: 2·M·N·K for a GEMM, 2·2·Nq·Nk·dh per head for
-// attention, 2·k² per CARAFE output; norms count 0 and report bytes/s instead) and pct_peak
-// against duet::bench::measure_fma_peak on the same thread count (measured once at start-up).
+// Counters (shown per second): GFLOP (analytic FLOPs per call: 2·M·N·K for a GEMM, 2·2·Nq·Nk·dh per
+// head for attention, 2·k² per CARAFE output; norms count 0 and report bytes/s instead) and
+// pct_peak against duet::bench::measure_fma_peak on the same thread count (measured once at
+// start-up).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
