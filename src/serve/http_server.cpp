@@ -187,7 +187,7 @@ void Server::Impl::generations(const httplib::Request& req, httplib::Response& r
   {
     std::unique_lock<std::mutex> lock(job->mu);
     while (!serve::is_final(job->state)) {
-      job->cv.wait_for(lock, std::chrono::milliseconds(100));
+      job->done_cv.wait_for(lock, std::chrono::milliseconds(100));
       if (!disconnected && !serve::is_final(job->state) && peer_closed(fd)) {
         disconnected = true;
         lock.unlock();

@@ -154,6 +154,7 @@ void JobManager::finish(const std::shared_ptr<Job>& job, JobState state, Status 
     }
     ++job->version;
     job->cv.notify_all();
+    job->done_cv.notify_all();
   }
   metrics_.count_outcome(job_state_name(state));
   if (state == JobState::kCancelled) metrics_.count_cancelled();

@@ -33,9 +33,12 @@ struct Job {
   int64_t created_unix = 0;
   std::atomic<bool> cancel{false};
 
-  // Everything below is guarded by mu; every change bumps version and notifies cv.
+  // Everything below is guarded by mu; every change bumps version and notifies cv (progress
+  // listeners: SSE). done_cv is notified only when the job reaches a final state, so a blocking
+  // request's handler thread is not woken on every step (each wake-up on a 2-core machine
+  // preempts one of the engine's OpenMP threads mid-step).
   mutable std::mutex mu;
-  std::condition_variable cv;
+  std::condition_variable cv, done_cv;
   JobState state = JobState::kQueued;
   int step = 0;
   uint64_t version = 0;
