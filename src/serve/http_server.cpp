@@ -403,6 +403,10 @@ Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<ImageEngine> engin
   const int threads = options.http_threads;
   impl->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   impl->http.set_payload_max_length(options.max_body);
+  // Responses are written as headers + body: with Nagle's algorithm the body waits for the
+  // client's (delayed, up to 40 ms) ACK of the headers on a keep-alive connection. Measured
+  // with Python's http.client: 72 ms per 10-step demo request vs 30 ms on fresh connections.
+  impl->http.set_tcp_nodelay(true);
   auto usec = [](double s) { return std::chrono::microseconds(static_cast<int64_t>(s * 1e6)); };
   impl->http.set_read_timeout(usec(options.read_timeout_s));
   impl->http.set_write_timeout(30);
