@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -210,7 +211,15 @@ int main(int argc, char** argv) {
   int threads = omp_get_max_threads();
   for (int i = 0; i < argc; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-      threads = std::max(1, std::atoi(argv[++i]));
+      char* end = nullptr;
+      const long v = std::strtol(argv[++i], &end, 10);
+      if (*argv[i] == '\0' || *end != '\0' || v < 1 || v > 1024) {
+        std::fprintf(stderr,
+                     "duet_kernel_bench: --threads must be an integer in [1, 1024], got '%s'\n",
+                     argv[i]);
+        return 2;
+      }
+      threads = static_cast<int>(v);
       continue;
     }
     args.push_back(argv[i]);

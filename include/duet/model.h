@@ -60,6 +60,7 @@ struct PromptState {
 };
 
 class Context;
+class SafetensorsFile;
 
 // Called during denoise with "c", "t_sinusoid", "block.{i}", "final_tokens", "eps_s",
 // "ref.conv_in", "ref.enc.{i}", "ref.down.{i}", "ref.mid", "ref.up.{j}", "ref.dec.{j}", "r",
@@ -97,6 +98,11 @@ class Model {
 
  private:
   Model();
+  // from_tensors; with release_from (load()'s file) each layer's weight pages are released once
+  // the backend has packed its own copy (SafetensorsFile::release_pages).
+  static Result<std::shared_ptr<const Model>> build_from(
+      const ModelConfig& cfg, const std::map<std::string, Tensor>& tensors, const LoadOptions& opts,
+      const SafetensorsFile* release_from);
   std::unique_ptr<Impl> impl_;
 };
 

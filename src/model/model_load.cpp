@@ -20,15 +20,13 @@ BackendKind Model::backend_kind() const { return impl_->kind; }
 
 namespace {
 
-// The file Model::load is building from (this thread, during from_tensors): each linear / conv
-// layer's weight pages are released once the backend has packed its own copy, so a load's peak
-// memory is about one copy of the weights instead of two. Null for Model::from_tensors, whose
-// caller owns the buffers.
-thread_local const SafetensorsFile* t_release_file = nullptr;
-
 class Builder {
  public:
-  Builder(Model::Impl& m, const std::map<std::string, Tensor>& src) : m_(m), src_(src) {}
+  // release: the file the tensors are views of (Model::load), whose pages are released layer by
+  // layer once packed, so a load's peak memory is about one copy of the weights instead of two;
+  // null for Model::from_tensors, whose caller owns the buffers.
+  Builder(Model::Impl& m, const std::map<std::string, Tensor>& src, const SafetensorsFile* release)
+      : m_(m), src_(src), release_(release) {}
 
   // The weights of layer `prefix` (rank 2: linear, 4: conv) at the precision layer_precision()
   // gives: converted / quantised here from F32/F16/BF16, or taken as stored from a quantised
@@ -121,7 +119,7 @@ class Builder {
     DUET_ASSIGN_OR_RETURN(const float* b, get(prefix + ".bias", {out}, false));
     auto r = m_.be->prepare_linear_weights(w, b, out, in, act);
     scratch_.clear();
-    if (t_release_file) t_release_file->release_pages(prefix + ".weight");  // packed: see above
+    if (release_) release_->release_pages(prefix + ".weight");  // packed: see the constructor
     return r;
   }
 
@@ -130,7 +128,7 @@ class Builder {
     DUET_ASSIGN_OR_RETURN(const float* b, get(prefix + ".bias", {d.cout}, false));
     auto r = m_.be->prepare_conv_weights(w, b, d);
     scratch_.clear();
-    if (t_release_file) t_release_file->release_pages(prefix + ".weight");
+    if (release_) release_->release_pages(prefix + ".weight");
     return r;
   }
 
@@ -193,13 +191,15 @@ class Builder {
  private:
   Model::Impl& m_;
   const std::map<std::string, Tensor>& src_;
+  const SafetensorsFile* release_;
   std::set<std::string> used_;
   std::vector<Tensor> scratch_;
 };
 
-Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
+Status build(Model::Impl& m, const std::map<std::string, Tensor>& src,
+             const SafetensorsFile* release) {
   const ModelConfig& cfg = m.cfg;
-  Builder b(m, src);
+  Builder b(m, src, release);
   const auto& tc = cfg.text;
   const auto& bc = cfg.backbone;
   const int64_t Dt = tc.width, D = bc.width, C = cfg.image.channels;
@@ -300,6 +300,13 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src) {
 
 Result<std::shared_ptr<const Model>> Model::from_tensors(
     const ModelConfig& cfg, const std::map<std::string, Tensor>& tensors, const LoadOptions& opts) {
+  return build_from(cfg, tensors, opts, nullptr);
+}
+
+Result<std::shared_ptr<const Model>> Model::build_from(const ModelConfig& cfg,
+                                                       const std::map<std::string, Tensor>& tensors,
+                                                       const LoadOptions& opts,
+                                                       const SafetensorsFile* release_from) {
   DUET_RETURN_IF_ERROR(validate_config(cfg));
   std::shared_ptr<Model> model(new Model());
   Impl& m = *model->impl_;
@@ -330,7 +337,7 @@ Result<std::shared_ptr<const Model>> Model::from_tensors(
     m.info.weight_dtypes += " (converted to F32 at load)";
     m.info.notes.push_back("weights stored as " + m.info.weight_dtypes + "; all compute is fp32");
   }
-  DUET_RETURN_IF_ERROR(build(m, tensors));
+  DUET_RETURN_IF_ERROR(build(m, tensors, release_from));
   if (opts.precision != Precision::kF32) {
     m.info.notes.push_back(std::string("precision ") + precision_name(opts.precision) + ": " +
                            std::to_string(m.layer_counts[2]) + " layers int8, " +
@@ -364,9 +371,7 @@ Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const L
                               dtype_name(e.dtype) + "; weights must be F32, F16, BF16 or I8");
     }
   }
-  t_release_file = &file;
-  auto r = from_tensors(cfg, tensors, opts);
-  t_release_file = nullptr;
+  auto r = build_from(cfg, tensors, opts, &file);
   if (!r.is_ok())
     return Status(r.status().code(), dir + "/model.safetensors: " + r.status().message());
   return r;

@@ -143,6 +143,36 @@ TEST(CliGenerate, JsonSummaryFilesAndMetadata) {
       ASSERT_EQ(grid->samples[y * 56 + x], first->samples[y * 28 + x]) << x << "," << y;
 }
 
+// Without --cfg-scale the model's config.json inference.cfg_scale applies (4 when absent).
+TEST(CliGenerate, GuidanceDefaultComesFromTheModelConfig) {
+  if (!have_model()) GTEST_SKIP() << "tiny-demo fixture model missing";
+  TempDir tmp;
+  const std::string dir = tmp.file("model");
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kModel + "/model.safetensors", dir + "/model.safetensors");
+  nlohmann::json cfg =
+      nlohmann::json::parse(duet::testing::read_file_bytes(kModel + "/config.json"));
+  ASSERT_FALSE(cfg["inference"].contains("cfg_scale"));
+  cfg["inference"]["cfg_scale"] = 2.5;
+  duet::testing::write_file(dir + "/config.json", cfg.dump());
+  auto scale_of = [&](const std::string& model, const std::string& extra) {
+    const CommandResult r =
+        duet("generate --model " + shell_quote(model) + " -q -p bag --steps 2 --seed 1 --json " +
+             extra + " -o " + shell_quote(tmp.file("g.png")));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto png = read_png_file(tmp.file("g.png"));
+    EXPECT_TRUE(png.is_ok());
+    auto p = parse_parameters(*png->find_text("parameters"));
+    EXPECT_TRUE(p.is_ok());
+    const double scale = nlohmann::json::parse(r.out)["cfg_scale"].get<double>();
+    EXPECT_EQ(std::stod(*p->get("CFG scale")), scale);  // the PNG records the scale used
+    return scale;
+  };
+  EXPECT_EQ(scale_of(dir, ""), 2.5);
+  EXPECT_EQ(scale_of(dir, "--cfg-scale 1.5"), 1.5);  // an explicit scale wins
+  EXPECT_EQ(scale_of(kModel, ""), 4.0);              // no inference.cfg_scale: 4
+}
+
 TEST(CliGenerate, Img2ImgAndPngInfoErrors) {
   if (!have_model()) GTEST_SKIP() << "tiny-demo fixture model missing";
   TempDir tmp;
