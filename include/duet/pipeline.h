@@ -171,6 +171,47 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& params,
                                 const GenerateProgressFn& progress = {},
                                 const std::atomic<bool>* cancel = nullptr);
 
+// One generation advanced a model call at a time by its caller. generate() is the plain loop
+// (encode texts() → prepare → {write_input, Denoiser::denoise, complete} until done → finish);
+// the server runs several runs through one model call: each writes its rows into its slice of
+// the shared batch and reads its slice of the output back, so a run's numbers do not depend on
+// which others share its calls (as long as the model's rows are independent).
+class GenerateRun {
+ public:
+  // Validates `p` against the model, builds the schedule and sampler, resolves the seed and
+  // draws x_T. Allocates every buffer the loop needs.
+  static Result<std::unique_ptr<GenerateRun>> start(const DenoiserInfo& info,
+                                                    const GenerateParams& p);
+  ~GenerateRun();
+
+  // The model-batch rows: n conditional texts, then (with guidance) n negative prompts.
+  const std::vector<std::string>& texts() const;
+  int rows() const;  // texts().size(): 2n with guidance, else n
+  int height() const;
+  int width() const;
+  size_t row_floats() const;  // C·H·W
+  bool done() const;          // every model call has completed
+  int next_call() const;      // 0-based index of the next model call in the full schedule
+  bool refine_next() const;   // does the next call run the refiner?
+  // The time the caller spent encoding texts() (reported as timings.encode_s).
+  void add_encode_seconds(double s);
+
+  // Writes the next call's model input: x [rows, C, H, W] and t [rows].
+  void write_input(float* x, float* t);
+  // Consumes the model output of that call, out [rows, C, H, W] (overwritten: guidance is
+  // applied in place), steps the sampler and reports progress.
+  Status complete(float* out, const GenerateProgressFn& progress = {});
+  // kCancelled naming how far the run got (callers poll their cancel flag between calls).
+  Status cancelled() const;
+  // Checks the final latents and returns the images; the run is spent afterwards.
+  Result<GenerateResult> finish();
+
+ private:
+  struct State;
+  explicit GenerateRun(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
 // The refine decision for each of `num_calls` model calls (validates explicit steps against it);
 // `config_refine_every` resolves refine_every = -1.
 Result<std::vector<bool>> refine_schedule(const GenerateParams& p, int num_calls,

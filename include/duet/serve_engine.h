@@ -117,10 +117,10 @@ struct FakeEngineOptions {
 };
 std::unique_ptr<ImageEngine> make_fake_engine(const FakeEngineOptions& opts = {});
 
-// The real pipeline (generate()) over a Denoiser. Compatible requests run in lockstep: each runs
-// its own sampler loop (own seed, noise, guidance) in its own thread and their denoiser calls are
-// merged into one batched Denoiser::denoise call per step, made on the engine thread (every call
-// into the Denoiser happens on the thread that calls run_batch).
+// The real pipeline over a Denoiser. Compatible requests run in lockstep on the engine thread:
+// each is its own GenerateRun (own seed, noise, guidance) and their denoiser calls are merged into
+// one batched Denoiser::denoise call per step (every call into the Denoiser happens on the thread
+// that calls run_batch; no other thread is involved).
 struct PipelineEngineOptions {
   int64_t prompt_cache_bytes = 64 << 20;  // LRU of single-prompt encodings (0 = no caching)
   int64_t bytes_per_prompt_row = 16384;   // size of one encoded text when the model cannot say

@@ -1,10 +1,11 @@
 // make_pipeline_engine(): the generation pipeline behind the ImageEngine interface, with dynamic
-// batching done underneath generate(): every request of a batch runs its own, unmodified
-// generate() (own seed, x_T, sampler state, guidance) in its own thread against a proxy Denoiser;
-// the proxies meet at a barrier on every model call and one participant runs a single batched
-// Denoiser::denoise over all their rows (prompts concatenated in the same row order). A
-// request's rows therefore see exactly the inputs they would see alone; its images are identical
-// whenever the model's per-row output does not depend on the other rows of the batch.
+// batching done on the engine thread alone: every request of a batch is a GenerateRun (own seed,
+// x_T, sampler state, guidance) and each round, the runs whose next call matches in (size,
+// refine) write their rows into one batch, one Denoiser::denoise runs over all of them (prompts
+// concatenated in the same row order) and each run takes its rows back. A request's rows
+// therefore see exactly the inputs they would see alone; its images are identical whenever the
+// model's per-row output does not depend on the other rows of the batch. No thread is created
+// and nothing is handed between threads per step.
 //
 // Prompts: every distinct text is encoded alone (encode({text})) and kept in the LRU prompt
 // cache; a group's per-row prompt state is assembled from those entries (Denoiser::concat), so a
@@ -14,14 +15,14 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <condition_variable>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <mutex>
 #include <numeric>
-#include <thread>
+#include <span>
 
 #include "diffusion/sampler.h"
 #include "duet/pipeline.h"
@@ -31,203 +32,203 @@
 namespace duet {
 namespace {
 
-class ProxyEmbedding : public PromptEmbedding {
- public:
-  explicit ProxyEmbedding(int b) : b_(b) {}
-  int batch() const override { return b_; }
-
- private:
-  int b_;
-};
-
 struct Counters {
   std::atomic<int64_t> evaluations{0}, rows{0}, memory_refused{0};
 };
 
-// The barrier that merges the participants' denoiser calls.
-class Lockstep {
+// One request of a batch while it runs.
+struct Member {
+  std::unique_ptr<GenerateRun> run;
+  const std::atomic<bool>* cancel = nullptr;
+  GenerateProgressFn progress;
+  Status status;        // set when the request failed or was cancelled
+  bool active = false;  // started and neither failed nor finished
+};
+
+// Runs a batch's members to completion on the calling thread, merging compatible model calls.
+class BatchRunner {
  public:
-  // max_rows(h, w): the most rows one model call may take at that size (memory cap).
-  Lockstep(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row, int participants,
-           Counters& counters, std::function<int(int, int)> max_rows)
+  // max_rows(h, w): the most rows one model call may take at that size (memory cap, 0 = none).
+  BatchRunner(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row,
+              Counters& counters, std::function<int(int, int)> max_rows)
       : real_(real),
         cache_(cache),
         bytes_per_row_(bytes_per_row),
-        slots_(participants),
-        active_(participants),
         counters_(counters),
         max_rows_(std::move(max_rows)) {}
 
-  void set_texts(int i, std::vector<std::string> texts) {
-    std::lock_guard<std::mutex> lock(mu_);
-    slots_[i].texts = std::move(texts);
-  }
-
-  Status denoise(int i, const float* x, const float* t, int batch, int h, int w, bool refine,
-                 float* out) {
-    std::unique_lock<std::mutex> lock(mu_);
-    Slot& s = slots_[i];
-    s.x = x, s.t = t, s.batch = batch, s.h = h, s.w = w, s.refine = refine, s.out = out;
-    s.submitted = true;
-    if (slots_.size() == 1) {  // inline: the lone participant runs on the engine thread itself
-      run_round();
-      return s.status;
+  void run(std::vector<Member>& members) {
+    const size_t m = members.size();
+    // Buffers for the largest possible call, so that the rounds never allocate.
+    size_t floats = 0;
+    int rows = 0;
+    for (const Member& mb : members)
+      if (mb.active) {
+        floats += mb.run->row_floats() * mb.run->rows();
+        rows += mb.run->rows();
+      }
+    x_.resize(floats);
+    out_.resize(floats);
+    t_.resize(rows);
+    group_.reserve(m);
+    handled_.assign(m, false);
+    key_.assign((m + 63) / 64, 0);
+    for (Member& mb : members) {
+      if (mb.active) encode(mb);
+      if (mb.active && mb.run->done()) mb.active = false;  // img2img with no call left
     }
-    const uint64_t my_round = round_;
-    exec_cv_.notify_one();
-    cv_.wait(lock, [&] { return round_ != my_round; });
-    return s.status;
-  }
-
-  // The participant left generate() (finished, failed or cancelled).
-  void finish(int i) {
-    std::unique_lock<std::mutex> lock(mu_);
-    slots_[i].done = true;
-    --active_;
-    exec_cv_.notify_one();
-  }
-
-  // The executor: runs every real model call on the calling thread (the engine thread) until
-  // all participants have finished. The model runtime is used from this one thread only.
-  void execute() {
-    std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
-      exec_cv_.wait(lock, [&] { return active_ == 0 || round_ready(); });
-      if (active_ == 0) return;
-      run_round();
+      bool any = false;
+      for (Member& mb : members) {
+        if (!mb.active) continue;
+        if (mb.cancel && mb.cancel->load(std::memory_order_relaxed)) {
+          mb.status = mb.run->cancelled();
+          mb.active = false;
+        } else {
+          any = true;
+        }
+      }
+      if (!any) return;
+      round(members);
     }
   }
 
  private:
-  struct Slot {
-    std::vector<std::string> texts;
-    bool submitted = false, done = false;
-    const float* x = nullptr;
-    const float* t = nullptr;
-    int batch = 0, h = 0, w = 0;
-    bool refine = false;
-    float* out = nullptr;
-    Status status;
-  };
-
-  bool round_ready() const {
-    int submitted = 0;
-    for (const Slot& s : slots_) submitted += s.submitted ? 1 : 0;
-    return submitted > 0 && submitted >= active_;
+  // Encodes (or finds in the cache) every text of the member once, before its first call.
+  void encode(Member& mb) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (concat_ok_)
+      for (const std::string& text : mb.run->texts()) {
+        if (parts_.count(text)) continue;
+        auto part = lookup_or_encode(text);
+        if (!part.is_ok()) {
+          mb.status = part.status();
+          mb.active = false;
+          return;
+        }
+        parts_[text] = std::move(part).value();
+      }
+    mb.run->add_encode_seconds(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
 
-  // Called with mu_ held once every active participant has submitted; they are all blocked in
-  // cv_.wait meanwhile, so the slots cannot change under us.
-  void run_round() {
-    std::vector<bool> handled(slots_.size(), false);
-    for (size_t i = 0; i < slots_.size(); ++i) {
-      if (!slots_[i].submitted || handled[i]) continue;
-      std::vector<int> group;
-      const int cap = max_rows_ ? max_rows_(slots_[i].h, slots_[i].w) : 0;  // 0 = no cap
+  // One round: every active member's next call, in groups of equal (size, refine) under the
+  // row cap, one model call per group.
+  void round(std::vector<Member>& members) {
+    std::fill(handled_.begin(), handled_.end(), false);
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (!members[i].active || handled_[i]) continue;
+      const GenerateRun& a = *members[i].run;
+      const int cap = max_rows_ ? max_rows_(a.height(), a.width()) : 0;  // 0 = no cap
+      group_.clear();
       int rows = 0;
-      for (size_t j = i; j < slots_.size(); ++j) {
-        const Slot &a = slots_[i], &b = slots_[j];
-        if (b.submitted && !handled[j] && a.h == b.h && a.w == b.w && a.refine == b.refine &&
-            (group.empty() || cap <= 0 || rows + b.batch <= cap)) {
-          group.push_back(static_cast<int>(j));
-          handled[j] = true;
-          rows += b.batch;
+      for (size_t j = i; j < members.size(); ++j) {
+        if (!members[j].active || handled_[j]) continue;
+        const GenerateRun& b = *members[j].run;
+        if (a.height() == b.height() && a.width() == b.width() &&
+            a.refine_next() == b.refine_next() &&
+            (group_.empty() || cap <= 0 || rows + b.rows() <= cap)) {
+          group_.push_back(static_cast<int>(j));
+          handled_[j] = true;
+          rows += b.rows();
         }
       }
-      Status st = run_group(group);
-      if (!st.is_ok() && group.size() > 1) {
-        for (int j : group) slots_[j].status = run_group({j});  // isolate the failing request
-      } else {
-        for (int j : group) slots_[j].status = st;
+      const Status st = call(members, group_);
+      if (!st.is_ok()) {
+        if (group_.size() > 1) {  // isolate the failing request: each runs this call alone
+          for (int j : group_) {
+            const int one[1] = {j};
+            fail_unless_ok(members[j], call(members, std::span<const int>(one, 1)));
+          }
+        } else {
+          fail_unless_ok(members[group_[0]], st);
+        }
       }
     }
-    for (Slot& s : slots_) s.submitted = false;
-    ++round_;
-    cv_.notify_all();
   }
 
-  Status run_group(const std::vector<int>& group) {
-    const Slot& first = slots_[group[0]];
-    const int h = first.h, w = first.w;
+  static void fail_unless_ok(Member& mb, const Status& st) {
+    if (st.is_ok() || !mb.active) return;
+    mb.status = st;
+    mb.active = false;
+  }
+
+  // One model call over the members in `group` (their rows in group order), then each member
+  // consumes its rows. A failed model call fails the call (the caller isolates); a member whose
+  // own step fails is failed alone.
+  Status call(std::vector<Member>& members, std::span<const int> group) {
+    const GenerateRun& first = *members[group[0]].run;
+    const int h = first.height(), w = first.width();
+    const bool refine = first.refine_next();
+    const size_t img = first.row_floats();
     int rows = 0;
-    std::vector<std::string> texts;
     for (int j : group) {
-      rows += slots_[j].batch;
-      texts.insert(texts.end(), slots_[j].texts.begin(), slots_[j].texts.end());
+      GenerateRun& r = *members[j].run;
+      r.write_input(x_.data() + rows * img, t_.data() + rows);
+      rows += r.rows();
     }
-    if (static_cast<int>(texts.size()) != rows)
-      return internal_error("lockstep batch: texts do not match the rows");
-    // Within a batch the same composition recurs every step: assemble it once.
-    std::shared_ptr<PromptEmbedding>& memo = memo_[serve::prompt_key(texts)];
-    if (!memo) {
-      auto e = assemble(texts);
-      if (!e.is_ok()) return e.status();
-      memo = std::move(e).value();
-    }
-    const std::shared_ptr<PromptEmbedding> emb = memo;
+    auto emb = embedding(members, group, rows);
+    if (!emb.is_ok()) return emb.status();
     if (prepared_rows_ != rows || prepared_h_ != h || prepared_w_ != w) {
       DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
       prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
     }
-    const size_t img = static_cast<size_t>(real_.info().channels) * h * w;
-    if (group.size() == 1) {
-      DUET_RETURN_IF_ERROR(
-          real_.denoise(first.x, first.t, rows, h, w, *emb, first.refine, first.out));
-    } else {
-      x_.resize(img * rows);
-      out_.resize(img * rows);
-      t_.resize(rows);
-      size_t r = 0;
-      for (int j : group) {
-        const Slot& s = slots_[j];
-        std::memcpy(x_.data() + r * img, s.x, img * s.batch * sizeof(float));
-        std::memcpy(t_.data() + r, s.t, s.batch * sizeof(float));
-        r += s.batch;
-      }
-      DUET_RETURN_IF_ERROR(
-          real_.denoise(x_.data(), t_.data(), rows, h, w, *emb, first.refine, out_.data()));
-      r = 0;
-      for (int j : group) {
-        const Slot& s = slots_[j];
-        std::memcpy(s.out, out_.data() + r * img, img * s.batch * sizeof(float));
-        r += s.batch;
-      }
-    }
+    DUET_RETURN_IF_ERROR(real_.denoise(x_.data(), t_.data(), rows, h, w, **emb, refine,
+                                       out_.data()));
     counters_.evaluations.fetch_add(1);
     counters_.rows.fetch_add(rows);
+    rows = 0;
+    for (int j : group) {
+      Member& mb = members[j];
+      fail_unless_ok(mb, mb.run->complete(out_.data() + rows * img, mb.progress));
+      rows += mb.run->rows();
+      if (mb.active && mb.run->done()) mb.active = false;  // finished: the caller collects it
+    }
     return Status::ok();
   }
 
-  // The batch's prompt state, one row per text: each distinct text from the cache or encoded
-  // alone (and cached), then concatenated. A denoiser without concat() gets the whole batch
-  // encoded at once, uncached.
-  Result<std::shared_ptr<PromptEmbedding>> assemble(const std::vector<std::string>& texts) {
+  // The group's prompt state, one row per text: the members' cached single-text encodings
+  // concatenated, memoised per group composition (the same composition recurs every step). A
+  // denoiser without concat() gets the group's texts encoded at once, uncached.
+  Result<const PromptEmbedding*> embedding(const std::vector<Member>& members,
+                                           std::span<const int> group, int rows) {
+    std::fill(key_.begin(), key_.end(), 0);
+    for (int j : group) key_[j / 64] |= uint64_t{1} << (j % 64);
+    if (auto it = memo_.find(key_); it != memo_.end()) return it->second.get();
+    std::vector<std::string> texts;
+    texts.reserve(rows);
+    for (int j : group)
+      texts.insert(texts.end(), members[j].run->texts().begin(), members[j].run->texts().end());
+    std::unique_ptr<PromptEmbedding> e;
     if (concat_ok_) {
-      std::map<std::string, std::shared_ptr<PromptEmbedding>> parts;
-      std::vector<const PromptEmbedding*> rows;
+      std::vector<const PromptEmbedding*> parts;
       for (const std::string& text : texts) {
-        std::shared_ptr<PromptEmbedding>& part = parts[text];
-        if (!part) part = lookup_or_encode(text);
-        if (!part) return last_error_;
-        rows.push_back(part.get());
+        auto it = parts_.find(text);
+        if (it == parts_.end()) return internal_error("batch: text was not encoded");
+        parts.push_back(it->second.get());
       }
-      auto cat = real_.concat(rows);
-      if (cat.is_ok()) return std::shared_ptr<PromptEmbedding>(std::move(cat).value());
-      if (cat.status().code() != StatusCode::kUnimplemented) return cat.status();
-      concat_ok_ = false;
+      auto cat = real_.concat(parts);
+      if (cat.is_ok()) {
+        e = std::move(cat).value();
+      } else if (cat.status().code() == StatusCode::kUnimplemented) {
+        concat_ok_ = false;
+      } else {
+        return cat.status();
+      }
     }
-    DUET_ASSIGN_OR_RETURN(std::unique_ptr<PromptEmbedding> e, real_.encode(texts));
-    return std::shared_ptr<PromptEmbedding>(std::move(e));
+    if (!e) {
+      DUET_ASSIGN_OR_RETURN(e, real_.encode(texts));
+    }
+    if (!e || e->batch() != rows) return internal_error("prompt encoder returned the wrong batch");
+    const PromptEmbedding* p = e.get();
+    memo_[key_] = std::move(e);
+    return p;
   }
 
-  std::shared_ptr<PromptEmbedding> lookup_or_encode(const std::string& text) {
+  Result<std::shared_ptr<PromptEmbedding>> lookup_or_encode(const std::string& text) {
     if (auto hit = cache_.get(text)) return hit;
-    auto e = real_.encode({text});
-    if (!e.is_ok()) {
-      last_error_ = e.status();
-      return nullptr;
-    }
-    std::shared_ptr<PromptEmbedding> emb(std::move(e).value());
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<PromptEmbedding> e, real_.encode({text}));
+    std::shared_ptr<PromptEmbedding> emb(std::move(e));
     const int64_t bytes = real_.embedding_bytes(*emb);
     cache_.put(text, emb, bytes > 0 ? bytes : bytes_per_row_);
     return emb;
@@ -236,40 +237,16 @@ class Lockstep {
   Denoiser& real_;
   serve::PromptCache& cache_;
   int64_t bytes_per_row_;
-  std::mutex mu_;
-  std::condition_variable cv_, exec_cv_;
-  std::vector<Slot> slots_;
-  int active_;
-  uint64_t round_ = 0;
-  int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
-  std::vector<float> x_, t_, out_;
-  std::map<std::string, std::shared_ptr<PromptEmbedding>> memo_;
   Counters& counters_;
   std::function<int(int, int)> max_rows_;
+  int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
+  std::vector<float> x_, t_, out_;      // [rows, C, H, W], [rows]: the largest call's size
+  std::vector<int> group_;              // members of the call being formed
+  std::vector<bool> handled_;           // per member, this round
+  std::vector<uint64_t> key_;           // bit set of a group's members (memo key)
+  std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
+  std::map<std::string, std::shared_ptr<PromptEmbedding>> parts_;  // this batch's encodings
   bool concat_ok_ = true;
-  Status last_error_;
-};
-
-class ProxyDenoiser : public Denoiser {
- public:
-  ProxyDenoiser(Lockstep& ls, int index, const DenoiserInfo& info)
-      : ls_(ls), index_(index), info_(info) {}
-  const DenoiserInfo& info() const override { return info_; }
-  Result<std::unique_ptr<PromptEmbedding>> encode(const std::vector<std::string>& texts) override {
-    ls_.set_texts(index_, texts);
-    return std::unique_ptr<PromptEmbedding>(
-        std::make_unique<ProxyEmbedding>(static_cast<int>(texts.size())));
-  }
-  Status prepare(int, int, int) override { return Status::ok(); }
-  Status denoise(const float* x, const float* t, int batch, int height, int width,
-                 const PromptEmbedding&, bool refine, float* out) override {
-    return ls_.denoise(index_, x, t, batch, height, width, refine, out);
-  }
-
- private:
-  Lockstep& ls_;
-  int index_;
-  const DenoiserInfo& info_;
 };
 
 std::string format_mib(int64_t bytes) {
@@ -362,38 +339,46 @@ class PipelineEngine : public ImageEngine {
 
   std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) override {
     const int n = static_cast<int>(jobs.size());
-    Lockstep ls(*model_, cache_, opts_.bytes_per_prompt_row, n, counters_,
-                [this](int h, int w) { return max_rows(h, w); });
-    std::vector<Result<ImageOutput>> out(n, Result<ImageOutput>(internal_error("not run")));
-    const DenoiserInfo& dinfo = model_->info();
-    auto body = [&](int i) {
-      ProxyDenoiser proxy(ls, i, dinfo);
-      const GenerateParams gp = to_generate_params(*jobs[i].request);
-      GenerateProgressFn progress;
-      if (jobs[i].progress)
-        progress = [&, i](const StepProgress& sp) { jobs[i].progress(sp.call, sp.total); };
-      try {
-        Result<GenerateResult> r = generate(proxy, gp, progress, jobs[i].cancel);
-        ls.finish(i);
-        out[i] = r.is_ok() ? to_output(gp, *r, dinfo) : Result<ImageOutput>(r.status());
-      } catch (const std::exception& e) {
-        ls.finish(i);
-        out[i] = internal_error(std::string("generation failed: ") + e.what());
-      }
-    };
     if (opts_.threads > 0) omp_set_num_threads(opts_.threads);  // this thread runs the model
-    if (n == 1) {
-      // One request: its generate() runs right here and Lockstep executes each model call inline
-      // (same cache, memo and counters) — no hand-off between threads per step, which on a
-      // 2-core machine cost more than the 10-step denoise itself (OpenMP workers spinning
-      // against the participant thread).
-      body(0);
-      return out;
+    const DenoiserInfo& dinfo = model_->info();
+    std::vector<GenerateParams> params(n);
+    std::vector<Member> members(n);
+    for (int i = 0; i < n; ++i) {
+      params[i] = to_generate_params(*jobs[i].request);
+      Member& mb = members[i];
+      mb.cancel = jobs[i].cancel;
+      if (jobs[i].progress)
+        mb.progress = [&jobs, i](const StepProgress& sp) { jobs[i].progress(sp.call, sp.total); };
+      auto run = GenerateRun::start(dinfo, params[i]);
+      if (run.is_ok()) {
+        mb.run = std::move(run).value();
+        mb.active = true;
+      } else {
+        mb.status = run.status();
+      }
     }
-    std::vector<std::thread> threads;
-    for (int i = 0; i < n; ++i) threads.emplace_back(body, i);
-    ls.execute();
-    for (auto& t : threads) t.join();
+    BatchRunner runner(*model_, cache_, opts_.bytes_per_prompt_row, counters_,
+                       [this](int h, int w) { return max_rows(h, w); });
+    try {
+      runner.run(members);
+    } catch (const std::exception& e) {
+      for (Member& mb : members)
+        if (mb.active) {
+          mb.status = internal_error(std::string("generation failed: ") + e.what());
+          mb.active = false;
+        }
+    }
+    std::vector<Result<ImageOutput>> out;
+    out.reserve(n);
+    for (int i = 0; i < n; ++i) {
+      Member& mb = members[i];
+      if (!mb.status.is_ok()) {
+        out.emplace_back(mb.status);
+        continue;
+      }
+      Result<GenerateResult> r = mb.run->finish();
+      out.push_back(r.is_ok() ? to_output(params[i], *r, dinfo) : Result<ImageOutput>(r.status()));
+    }
     return out;
   }
 
