@@ -49,8 +49,8 @@ struct Member {
 class BatchRunner {
  public:
   // max_rows(h, w): the most rows one model call may take at that size (memory cap, 0 = none).
-  BatchRunner(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row,
-              Counters& counters, std::function<int(int, int)> max_rows)
+  BatchRunner(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row, Counters& counters,
+              std::function<int(int, int)> max_rows)
       : real_(real),
         cache_(cache),
         bytes_per_row_(bytes_per_row),
@@ -173,8 +173,8 @@ class BatchRunner {
       DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
       prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
     }
-    DUET_RETURN_IF_ERROR(real_.denoise(x_.data(), t_.data(), rows, h, w, **emb, refine,
-                                       out_.data()));
+    DUET_RETURN_IF_ERROR(
+        real_.denoise(x_.data(), t_.data(), rows, h, w, **emb, refine, out_.data()));
     counters_.evaluations.fetch_add(1);
     counters_.rows.fetch_add(rows);
     rows = 0;
@@ -240,10 +240,10 @@ class BatchRunner {
   Counters& counters_;
   std::function<int(int, int)> max_rows_;
   int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
-  std::vector<float> x_, t_, out_;      // [rows, C, H, W], [rows]: the largest call's size
-  std::vector<int> group_;              // members of the call being formed
-  std::vector<bool> handled_;           // per member, this round
-  std::vector<uint64_t> key_;           // bit set of a group's members (memo key)
+  std::vector<float> x_, t_, out_;  // [rows, C, H, W], [rows]: the largest call's size
+  std::vector<int> group_;          // members of the call being formed
+  std::vector<bool> handled_;       // per member, this round
+  std::vector<uint64_t> key_;       // bit set of a group's members (memo key)
   std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
   std::map<std::string, std::shared_ptr<PromptEmbedding>> parts_;  // this batch's encodings
   bool concat_ok_ = true;

@@ -66,6 +66,7 @@ class FakeDenoiser : public Denoiser {
   std::vector<float> ts;
   std::vector<long> alloc_at_call;
   bool check_x_pairs = true;
+  bool same_t = true;  // every row of a call at one timestep (one request per call)
 
   FakeDenoiser() {
     inf.name = "fake";
@@ -102,7 +103,7 @@ class FakeDenoiser : public Denoiser {
     const auto& vals = static_cast<const FakeEmbedding&>(prompts).values;
     const size_t img = static_cast<size_t>(inf.channels) * height * width;
     for (int b = 0; b < batch; ++b) {
-      if (t[b] != t[0]) return internal_error("t not broadcast");
+      if (same_t && t[b] != t[0]) return internal_error("t not broadcast");
       for (size_t i = 0; i < img; ++i)
         out[b * img + i] = fake_out(x[b * img + i], t[b], vals[b], refine, i);
     }
@@ -361,6 +362,92 @@ TEST(Pipeline, CancelAndProgress) {
   EXPECT_EQ(r.status().code(), StatusCode::kCancelled);
   EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4}));
   EXPECT_EQ(fake.batches.size(), 4u);
+}
+
+// Two GenerateRuns with different samplers, step counts, seeds and guidance, driven by hand
+// through shared model calls (rows concatenated, as the server batches them), give exactly
+// generate()'s images; their calls are shared while both run and the longer one finishes alone.
+TEST(GenerateRun, SharedCallsMatchGenerate) {
+  GenerateParams a = basic_params(), b = basic_params();
+  b.prompts = {"a sneaker"};
+  b.sampler = "euler_a";  // stochastic: draws its own noise between calls
+  b.steps = 7;
+  b.seed = 5;
+  b.cfg_scale = 7.5f;
+  b.n = 2;
+  FakeDenoiser solo;
+  auto ra = generate(solo, a), rb = generate(solo, b);
+  ASSERT_TRUE(ra.is_ok() && rb.is_ok());
+
+  FakeDenoiser fake;
+  fake.same_t = false;  // the runs are at different steps of different schedules
+  auto run_a = GenerateRun::start(fake.info(), a), run_b = GenerateRun::start(fake.info(), b);
+  ASSERT_TRUE(run_a.is_ok() && run_b.is_ok());
+  GenerateRun* runs[2] = {run_a->get(), run_b->get()};
+  EXPECT_EQ(runs[0]->rows(), 2);
+  EXPECT_EQ(runs[1]->rows(), 4);
+  EXPECT_EQ(runs[1]->texts(),
+            (std::vector<std::string>{"a sneaker", "a sneaker", "blurry", "blurry"}));
+  const size_t img = runs[0]->row_floats();
+  std::vector<float> x(6 * img), out(6 * img), t(6);
+  std::vector<int> shared_rows;
+  while (!runs[0]->done() || !runs[1]->done()) {
+    // A call has one refine flag: runs whose next call disagrees go separately.
+    for (bool refine : {false, true}) {
+      std::vector<std::string> texts;
+      int rows = 0;
+      for (GenerateRun* r : runs) {
+        if (r->done() || r->refine_next() != refine) continue;
+        r->write_input(x.data() + rows * img, t.data() + rows);
+        texts.insert(texts.end(), r->texts().begin(), r->texts().end());
+        rows += r->rows();
+      }
+      if (rows == 0) continue;
+      auto emb = fake.encode(texts);
+      ASSERT_TRUE(emb.is_ok());
+      ASSERT_TRUE(fake.denoise(x.data(), t.data(), rows, 8, 8, **emb, refine, out.data()).is_ok());
+      shared_rows.push_back(rows);
+      rows = 0;
+      for (GenerateRun* r : runs) {
+        if (r->done() || r->refine_next() != refine) continue;
+        ASSERT_TRUE(r->complete(out.data() + rows * img).is_ok());
+        rows += r->rows();
+      }
+    }
+  }
+  // Both refine on calls 2, 5, 8: all 7 of b's calls are shared, a runs calls 7-9 alone.
+  EXPECT_EQ(shared_rows, (std::vector<int>{6, 6, 6, 6, 6, 6, 6, 2, 2, 2}));
+  auto fa = runs[0]->finish(), fb = runs[1]->finish();
+  ASSERT_TRUE(fa.is_ok() && fb.is_ok());
+  for (int64_t i = 0; i < ra->images.numel(); ++i)
+    ASSERT_EQ(fa->images.f32()[i], ra->images.f32()[i]);
+  for (int64_t i = 0; i < rb->images.numel(); ++i)
+    ASSERT_EQ(fb->images.f32()[i], rb->images.f32()[i]);
+  EXPECT_EQ(fa->model_evaluations, 10);
+  EXPECT_EQ(fb->refined_calls, rb->refined_calls);
+}
+
+TEST(GenerateRun, MisuseIsAnErrorNotACrash) {
+  FakeDenoiser fake;
+  GenerateParams p = basic_params();
+  p.steps = 1;
+  auto run = GenerateRun::start(fake.info(), p);
+  ASSERT_TRUE(run.is_ok());
+  GenerateRun& r = **run;
+  auto early = r.finish();
+  EXPECT_EQ(early.status().code(), StatusCode::kInternal);
+  std::vector<float> x(2 * r.row_floats()), t(2);
+  r.write_input(x.data(), t.data());
+  EXPECT_TRUE(r.complete(x.data()).is_ok());
+  EXPECT_TRUE(r.done());
+  EXPECT_FALSE(r.complete(x.data()).is_ok());  // past the last call
+  EXPECT_EQ(r.cancelled().code(), StatusCode::kCancelled);
+  EXPECT_TRUE(r.finish().is_ok());
+  EXPECT_FALSE(r.finish().is_ok());  // spent
+  p.sampler = "nope";
+  auto bad = GenerateRun::start(fake.info(), p);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("unknown sampler"), std::string::npos);
 }
 
 TEST(Pipeline, ValidationMessages) {

@@ -3,6 +3,7 @@
 // fake row-wise Denoiser; cancellation and errors stay confined to their request.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -179,6 +180,36 @@ TEST(ServeBatching, CancelAndErrorsStayInTheirRequest) {
   ASSERT_TRUE(out2[2].is_ok());
   EXPECT_EQ(out2[0]->pixels, solo[0]);
   EXPECT_EQ(out2[2]->pixels, solo[2]);
+}
+
+// run_batch merges whatever is compatible call by call: requests with different step counts,
+// samplers and sizes in one batch still get their solo images, and calls of equal size and
+// refine flag are shared.
+TEST(ServeBatching, MixedRequestsShareCompatibleCalls) {
+  Calls calls;
+  auto engine = make_pipeline_engine(std::make_unique<RowDenoiser>(&calls));
+  std::vector<ImageRequest> reqs = {req("a coat", 11, 4.0f, 1), req("a shirt", 12, 3.0f, 1),
+                                    req("a boot", 13, 4.0f, 1)};
+  reqs[1].steps = 4;
+  reqs[1].sampler = "euler_a";
+  reqs[2].width = 20;  // another size: never shares a call with the others
+  std::vector<std::vector<float>> solo;
+  for (const auto& r : reqs) {
+    auto out = run(*engine, {r});
+    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
+    solo.push_back(out[0]->pixels);
+  }
+  const size_t before = calls.rows.size();
+  auto together = run(*engine, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(together[i].is_ok()) << together[i].status().to_string();
+    EXPECT_EQ(together[i]->pixels, solo[i]) << "request " << i;
+  }
+  // Requests 0 and 1 (refine every 2) share calls 1-4 (4 rows), request 0 runs 5-6 alone (2),
+  // request 2 runs its 6 calls alone (2 rows each): 4 + 2 + 6 = 12 calls.
+  std::vector<int> rows(calls.rows.begin() + static_cast<long>(before), calls.rows.end());
+  EXPECT_EQ(rows.size(), 12u);
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), 4), 4);
 }
 
 TEST(ServeBatching, ValidationUsesThePipelineRules) {
