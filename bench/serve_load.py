@@ -4,8 +4,10 @@
 Starts the server once per --max-batch value (`SERVER_CMD --port 0 --max-batch B`), then for each
 concurrency level runs closed-loop clients that POST /v1/images/generations until --requests
 requests have completed or --duration seconds have passed, and reports throughput, latency
-percentiles, the 429 rate and the server's peak RSS (VmHWM). Results: a markdown table on stdout,
-and JSON with --json.
+percentiles, the 429 rate and the server's peak RSS (VmHWM). With --rounds R every cell is run R
+times, the max-batch values alternating within each round, and the table reports medians plus the
+per-round batching gain (a shared machine drifts by tens of % over minutes; one pass can mislead).
+Results: a markdown table on stdout, and JSON with --json.
 
   python3 bench/serve_load.py --server "build/duet serve --model tests/fixtures/tiny-demo" \\
       --concurrency 1,4,16,64 --max-batch 1,8 --requests 64 --duration 60 --steps 10
@@ -133,6 +135,9 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--n", type=int, default=1)
     ap.add_argument("--prompts", type=int, default=8, help="distinct prompts (cache behaviour)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every (max-batch, concurrency) cell this many times, alternating "
+                         "the max-batch values, and report medians (a shared machine drifts)")
     ap.add_argument("--json", help="write all results here")
     a = ap.parse_args()
 
@@ -144,45 +149,91 @@ def main():
                 f" #{i % a.prompts}"), "n": a.n, "steps": a.steps, "seed": i}
 
     results = []
-    for mb in [int(x) for x in a.max_batch.split(",")]:
-        proc, host, port = start_server(a.server, mb, a.max_queue)
-        try:
-            for c in [int(x) for x in a.concurrency.split(",")]:
-                before = scrape(host, port)
-                r = run_level(host, port, c, a.requests, a.duration, body_for)
-                after = scrape(host, port)
-                r["max_batch"] = mb
-                r["peak_rss_mib"] = peak_rss_mib(proc.pid)
-                batches = after["duet_batch_images_count"] - before["duet_batch_images_count"]
-                r["mean_batch_images"] = ((after["duet_batch_images_sum"] -
-                                           before["duet_batch_images_sum"]) / batches
-                                          if batches else 0.0)
-                evals = after["duet_denoiser_evaluations_total"] - before["duet_denoiser_evaluations_total"]
-                r["denoiser_evals_per_s"] = evals / r["wall_s"]
-                r["cache_hits"] = after["duet_prompt_cache_hits_total"] - before["duet_prompt_cache_hits_total"]
-                r["cache_misses"] = after["duet_prompt_cache_misses_total"] - before["duet_prompt_cache_misses_total"]
-                results.append(r)
-                print(f"max-batch {mb:2d} conc {c:3d}: {r['ok']}/{r['requests']} ok, "
-                      f"{r['images_per_s']:.2f} img/s, p50 {r['p50_s']:.3f}s p99 {r['p99_s']:.3f}s, "
-                      f"429 {100 * r['rate_429']:.0f}%, batch {r['mean_batch_images']:.2f}, "
-                      f"rss {r['peak_rss_mib']:.0f} MiB", flush=True)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=120)
-            print(f"server (max-batch {mb}) exited {rc} after SIGTERM", flush=True)
+    batches_list = [int(x) for x in a.max_batch.split(",")]
+    for rnd in range(a.rounds):
+        for mb in batches_list:
+            results += run_server_levels(a, mb, rnd, body_for)
+    print_tables(a, results, batches_list)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"args": vars(a), "results": results}, f, indent=2)
 
+
+def run_server_levels(a, mb, rnd, body_for):
+    """Starts the server with --max-batch mb and runs every concurrency level against it."""
+    results = []
+    proc, host, port = start_server(a.server, mb, a.max_queue)
+    try:
+        for c in [int(x) for x in a.concurrency.split(",")]:
+            before = scrape(host, port)
+            r = run_level(host, port, c, a.requests, a.duration, body_for)
+            after = scrape(host, port)
+            r["max_batch"] = mb
+            r["round"] = rnd
+            r["peak_rss_mib"] = peak_rss_mib(proc.pid)
+            batches = after["duet_batch_images_count"] - before["duet_batch_images_count"]
+            r["mean_batch_images"] = ((after["duet_batch_images_sum"] -
+                                       before["duet_batch_images_sum"]) / batches
+                                      if batches else 0.0)
+            evals = after["duet_denoiser_evaluations_total"] - before["duet_denoiser_evaluations_total"]
+            r["denoiser_evals_per_s"] = evals / r["wall_s"]
+            r["cache_hits"] = after["duet_prompt_cache_hits_total"] - before["duet_prompt_cache_hits_total"]
+            r["cache_misses"] = after["duet_prompt_cache_misses_total"] - before["duet_prompt_cache_misses_total"]
+            results.append(r)
+            print(f"max-batch {mb:2d} conc {c:3d}: {r['ok']}/{r['requests']} ok, "
+                  f"{r['images_per_s']:.2f} img/s, p50 {r['p50_s']:.3f}s p99 {r['p99_s']:.3f}s, "
+                  f"429 {100 * r['rate_429']:.0f}%, batch {r['mean_batch_images']:.2f}, "
+                  f"rss {r['peak_rss_mib']:.0f} MiB", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+        print(f"server (max-batch {mb}) exited {rc} after SIGTERM", flush=True)
+
+    return results
+
+
+def median(values):
+    v = sorted(values)
+    n = len(v)
+    return (v[n // 2] + v[(n - 1) // 2]) / 2 if n else float("nan")
+
+
+def print_tables(a, results, batches_list):
+    """One row per (max-batch, concurrency): medians over the rounds (images/s with its range)."""
     print()
     print("| max-batch | concurrency | ok / sent | images/s | p50 (s) | p99 (s) | 429 rate | "
           "mean batch | denoiser evals/s | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
+    cells = {}
     for r in results:
-        print(f"| {r['max_batch']} | {r['concurrency']} | {r['ok']} / {r['requests']} | "
-              f"{r['images_per_s']:.2f} | {r['p50_s']:.3f} | {r['p99_s']:.3f} | "
-              f"{100 * r['rate_429']:.0f}% | {r['mean_batch_images']:.2f} | "
-              f"{r['denoiser_evals_per_s']:.1f} | {r['peak_rss_mib']:.0f} |")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"args": vars(a), "results": results}, f, indent=2)
+        cells.setdefault((r["max_batch"], r["concurrency"]), []).append(r)
+    for (mb, c), rs in cells.items():
+        ips = [r["images_per_s"] for r in rs]
+        spread = f" ({min(ips):.1f}–{max(ips):.1f})" if len(rs) > 1 else ""
+        print(f"| {mb} | {c} | {sum(r['ok'] for r in rs)} / {sum(r['requests'] for r in rs)} | "
+              f"{median(ips):.2f}{spread} | {median([r['p50_s'] for r in rs]):.3f} | "
+              f"{median([r['p99_s'] for r in rs]):.3f} | "
+              f"{100 * median([r['rate_429'] for r in rs]):.0f}% | "
+              f"{median([r['mean_batch_images'] for r in rs]):.2f} | "
+              f"{median([r['denoiser_evals_per_s'] for r in rs]):.1f} | "
+              f"{max(r['peak_rss_mib'] for r in rs):.0f} |")
+    if len(batches_list) < 2:
+        return
+    lo, hi = min(batches_list), max(batches_list)
+    print()
+    print(f"Batching gain (max-batch {hi} / max-batch {lo} images/s, per round, same server "
+          "command and clients):")
+    for c in sorted({r["concurrency"] for r in results}):
+        ratios = []
+        for rnd in range(a.rounds):
+            x = [r for r in results if r["round"] == rnd and r["concurrency"] == c]
+            lo_r = [r["images_per_s"] for r in x if r["max_batch"] == lo]
+            hi_r = [r["images_per_s"] for r in x if r["max_batch"] == hi]
+            if lo_r and hi_r and lo_r[0] > 0:
+                ratios.append(hi_r[0] / lo_r[0])
+        if ratios:
+            print(f"  concurrency {c:3d}: median {median(ratios):.2f}x over {len(ratios)} rounds "
+                  f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 
 
 if __name__ == "__main__":
