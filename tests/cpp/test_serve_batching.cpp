@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <variant>
 
 #include "duet/pipeline.h"
 #include "duet/serve_engine.h"
+#include "serve/api.h"
 #include "serve/prompt_cache.h"
 
 namespace duet::testing {
@@ -37,7 +39,9 @@ class RowEmbedding : public PromptEmbedding {
 // Each output row depends only on that row's x, t and text: batching cannot change it.
 class RowDenoiser : public Denoiser {
  public:
-  explicit RowDenoiser(Calls* calls) : calls_(calls) {}
+  explicit RowDenoiser(Calls* calls, float cfg_scale = 4.0f) : calls_(calls) {
+    info_.cfg_scale = cfg_scale;  // the config's inference.cfg_scale
+  }
   const DenoiserInfo& info() const override { return info_; }
   Result<std::unique_ptr<PromptEmbedding>> encode(const std::vector<std::string>& texts) override {
     std::vector<uint32_t> h;
@@ -222,6 +226,22 @@ TEST(ServeBatching, ValidationUsesThePipelineRules) {
   EXPECT_FALSE(engine->validate(bad).is_ok());
   EXPECT_NE(engine->batch_key(req("a", 1, 4, 1)), engine->batch_key(bad));
   EXPECT_EQ(engine->batch_key(req("a", 1, 4, 1)), engine->batch_key(req("b", 2, 9, 3)));
+}
+
+// The model config's guidance default reaches the server: a request without cfg_scale gets it
+// (through the engine's info), an explicit one wins, and /v1/models reports it.
+TEST(ServeBatching, GuidanceDefaultComesFromTheModelConfig) {
+  Calls calls;
+  auto engine = make_pipeline_engine(std::make_unique<RowDenoiser>(&calls, 2.5f));
+  EXPECT_EQ(engine->info().default_cfg_scale, 2.5f);
+  auto dflt = serve::parse_generation(R"({"prompt": "a coat"})", *engine);
+  ASSERT_TRUE(std::holds_alternative<serve::ParsedGeneration>(dflt));
+  EXPECT_EQ(std::get<serve::ParsedGeneration>(dflt).request.cfg_scale, 2.5f);
+  auto expl = serve::parse_generation(R"({"prompt": "a coat", "cfg_scale": 6})", *engine);
+  ASSERT_TRUE(std::holds_alternative<serve::ParsedGeneration>(expl));
+  EXPECT_EQ(std::get<serve::ParsedGeneration>(expl).request.cfg_scale, 6.0f);
+  EXPECT_NE(serve::models_json(engine->info()).find("\"cfg_scale\":2.5"), std::string::npos)
+      << serve::models_json(engine->info());
 }
 
 // ---- the prompt cache: one entry per prompt text ------------------------------------------------

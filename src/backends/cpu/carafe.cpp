@@ -76,40 +76,65 @@ void carafe_weights(const float* enc, int64_t bi, int64_t sub, int64_t h, int64_
   }
 }
 
+// acc[v·N + l] = Σ_{i, j < k} wsub[(i·k + j)·tap + p0 + v·N + l] · x0[p0 + v·N + l + (i − r)·W + j
+// − r] for V whole vectors: V independent accumulator chains (one chain is FMA-latency bound).
+template <int V>
+HWY_INLINE void carafe_taps(const float* x0, const float* wsub, int64_t p0, int64_t k, int64_t r,
+                            int64_t w, int64_t tap, float* acc) {
+  const hn::ScalableTag<float> d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  hn::Vec<decltype(d)> a[V];
+  for (int v = 0; v < V; ++v) a[v] = hn::Zero(d);
+  for (int64_t i = 0; i < k; ++i) {
+    const float* xi = x0 + p0 + (i - r) * w - r;
+    const float* wi = wsub + i * k * tap + p0;
+    for (int64_t j = 0; j < k; ++j)
+      for (int v = 0; v < V; ++v)
+        a[v] = hn::MulAdd(hn::LoadU(d, wi + j * tap + v * n), hn::LoadU(d, xi + j + v * n), a[v]);
+  }
+  for (int v = 0; v < V; ++v) hn::Store(a[v], d, acc + v * n);
+}
+
 // y[b, c] from the padded plane xp (pad floats of zeros before and after the H·W values).
 void carafe_reassemble_plane(const float* xp, const float* wts_b, int64_t h, int64_t w, int64_t k,
                              int64_t s, float* yc) {
+  constexpr int64_t kBlock = 4;  // vectors per accumulator block
   const hn::ScalableTag<float> d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-  const int64_t kk = k * k, ss = s * s, hw = h * w, r = k / 2, pad = r * w + r;
+  const int64_t ss = s * s, hw = h * w, r = k / 2, pad = r * w + r;
+  const int64_t tap = ss * hw;  // weight plane stride
   const float* x0 = xp + pad;
+  alignas(64) float acc[kBlock * 64];  // n <= 64 lanes of float on every target
   for (int64_t sub = 0; sub < ss; ++sub) {
     const int64_t py = sub / s, px = sub % s;
     const float* wsub = wts_b + sub * hw;  // plane q at wsub + q·s²·H·W
-    for (int64_t p0 = 0; p0 < hw; p0 += n) {
-      const int64_t cnt = std::min(n, hw - p0);
-      alignas(64) float acc[64];  // n <= 64 lanes of float on every target
-      if (cnt == n) {
-        auto a = hn::Zero(d);
-        for (int64_t q = 0; q < kk; ++q) {
-          const int64_t off = (q / k - r) * w + (q % k - r);
-          a = hn::MulAdd(hn::LoadU(d, wsub + q * ss * hw + p0), hn::LoadU(d, x0 + p0 + off), a);
-        }
-        hn::Store(a, d, acc);
-      } else {
+    for (int64_t p0 = 0; p0 < hw;) {
+      int64_t cnt;
+      if (hw - p0 >= kBlock * n) {
+        carafe_taps<kBlock>(x0, wsub, p0, k, r, w, tap, acc);
+        cnt = kBlock * n;
+      } else if (hw - p0 >= n) {
+        carafe_taps<1>(x0, wsub, p0, k, r, w, tap, acc);
+        cnt = n;
+      } else {  // the last partial vector, scalar
+        cnt = hw - p0;
         for (int64_t t = 0; t < cnt; ++t) {
           float a = 0.f;
-          for (int64_t q = 0; q < kk; ++q) {
-            const int64_t off = (q / k - r) * w + (q % k - r);
-            a += wsub[q * ss * hw + p0 + t] * x0[p0 + t + off];
+          for (int64_t i = 0; i < k; ++i) {
+            const float* xi = x0 + p0 + t + (i - r) * w - r;
+            const float* wi = wsub + i * k * tap + p0 + t;
+            for (int64_t j = 0; j < k; ++j) a += wi[j * tap] * xi[j];
           }
           acc[t] = a;
         }
       }
+      // scatter to the sub-pixel grid: (Y, X) walks the block's positions row by row
+      int64_t y = p0 / w, x = p0 - y * w;
       for (int64_t t = 0; t < cnt; ++t) {
-        const int64_t y = (p0 + t) / w, x = (p0 + t) % w;
         yc[(s * y + py) * (s * w) + s * x + px] = acc[t];
+        if (++x == w) x = 0, ++y;
       }
+      p0 += cnt;
     }
   }
 }

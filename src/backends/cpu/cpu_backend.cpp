@@ -55,7 +55,9 @@ class CpuBackend final : public Backend {
   }
   void conv2d(const PreparedConv& op, const float* x, int64_t b, int64_t h, int64_t w,
               float* y) const override {
-    if (const auto* pc = dynamic_cast<const cpu::PatchConv*>(&op)) {
+    // prepare_conv_weights made a PatchConv exactly when the descriptor is a patch embedding.
+    if (cpu::is_patch_conv(op.desc)) {
+      const auto* pc = static_cast<const cpu::PatchConv*>(&op);
       const ConvDesc& d = op.desc;
       const int64_t rows = b * (h / d.k) * (w / d.k), feat = d.cin * d.k * d.k;
       auto* patches = static_cast<float*>(
