@@ -112,6 +112,8 @@ BENCHMARK(BM_attention)
     ->Args({2, 20, 256, 256, 64, 0})  // seed-scale self-attention
     ->Args({2, 20, 256, 77, 64, 0})   // seed-scale cross-attention
     ->Args({2, 4, 49, 49, 32, 0})     // demo self-attention
+    ->Args({16, 4, 49, 49, 32, 0})    // demo self-attention, a served batch of 8 guided requests
+    ->Args({16, 4, 49, 32, 32, 0})    // demo cross-attention (32 text tokens), same batch
     ->Args({2, 4, 49, 49, 32, 1})
     ->Unit(benchmark::kMicrosecond);
 
