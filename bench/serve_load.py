@@ -43,6 +43,16 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads) from /proc, in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def start_server(cmd, max_batch, max_queue):
     args = shlex.split(cmd) + ["--port", "0", "--max-batch", str(max_batch),
                                "--max-queue", str(max_queue)]
@@ -166,8 +176,14 @@ def run_server_levels(a, mb, rnd, body_for):
     try:
         for c in [int(x) for x in a.concurrency.split(",")]:
             before = scrape(host, port)
+            cpu0 = (cpu_seconds(proc.pid), cpu_seconds(os.getpid()))
             r = run_level(host, port, c, a.requests, a.duration, body_for)
+            cpu1 = (cpu_seconds(proc.pid), cpu_seconds(os.getpid()))
             after = scrape(host, port)
+            # CPU per successful image: the server's and this client's (they share the machine)
+            images = r["images_per_s"] * r["wall_s"]
+            r["server_cpu_ms_per_image"] = 1e3 * (cpu1[0] - cpu0[0]) / images if images else 0.0
+            r["client_cpu_ms_per_image"] = 1e3 * (cpu1[1] - cpu0[1]) / images if images else 0.0
             r["max_batch"] = mb
             r["round"] = rnd
             r["peak_rss_mib"] = peak_rss_mib(proc.pid)
@@ -183,7 +199,9 @@ def run_server_levels(a, mb, rnd, body_for):
             print(f"max-batch {mb:2d} conc {c:3d}: {r['ok']}/{r['requests']} ok, "
                   f"{r['images_per_s']:.2f} img/s, p50 {r['p50_s']:.3f}s p99 {r['p99_s']:.3f}s, "
                   f"429 {100 * r['rate_429']:.0f}%, batch {r['mean_batch_images']:.2f}, "
-                  f"rss {r['peak_rss_mib']:.0f} MiB", flush=True)
+                  f"rss {r['peak_rss_mib']:.0f} MiB, cpu/image server "
+                  f"{r['server_cpu_ms_per_image']:.1f} ms client {r['client_cpu_ms_per_image']:.1f} ms",
+                  flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
@@ -202,8 +220,8 @@ def print_tables(a, results, batches_list):
     """One row per (max-batch, concurrency): medians over the rounds (images/s with its range)."""
     print()
     print("| max-batch | concurrency | ok / sent | images/s | p50 (s) | p99 (s) | 429 rate | "
-          "mean batch | denoiser evals/s | peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "mean batch | denoiser evals/s | peak RSS (MiB) | CPU ms/image server / client |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     cells = {}
     for r in results:
         cells.setdefault((r["max_batch"], r["concurrency"]), []).append(r)
@@ -216,7 +234,9 @@ def print_tables(a, results, batches_list):
               f"{100 * median([r['rate_429'] for r in rs]):.0f}% | "
               f"{median([r['mean_batch_images'] for r in rs]):.2f} | "
               f"{median([r['denoiser_evals_per_s'] for r in rs]):.1f} | "
-              f"{max(r['peak_rss_mib'] for r in rs):.0f} |")
+              f"{max(r['peak_rss_mib'] for r in rs):.0f} | "
+              f"{median([r['server_cpu_ms_per_image'] for r in rs]):.1f} / "
+              f"{median([r['client_cpu_ms_per_image'] for r in rs]):.1f} |")
     if len(batches_list) < 2:
         return
     lo, hi = min(batches_list), max(batches_list)
