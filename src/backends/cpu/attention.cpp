@@ -31,7 +31,7 @@ namespace duet::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-constexpr int64_t kQ = 32;  // query rows per task
+constexpr int64_t kQ = 64;  // query rows per task
 constexpr int64_t kK = 64;  // keys per tile (a multiple of 4 vectors for vectors up to 16 lanes)
 constexpr int64_t kMaxHeadDim = kAttentionMaxHeadDim;
 constexpr int64_t kMaxRowBlock = 4;  // rows per micro-kernel
