@@ -49,13 +49,16 @@ struct Member {
 class BatchRunner {
  public:
   // max_rows(h, w): the most rows one model call may take at that size (memory cap, 0 = none).
+  // concat_ok: whether the denoiser implements concat(); learnt once per engine (a denoiser
+  // without it gets each group's texts encoded at once, and nothing is encoded per text).
   BatchRunner(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row, Counters& counters,
-              std::function<int(int, int)> max_rows)
+              std::function<int(int, int)> max_rows, bool& concat_ok)
       : real_(real),
         cache_(cache),
         bytes_per_row_(bytes_per_row),
         counters_(counters),
-        max_rows_(std::move(max_rows)) {}
+        max_rows_(std::move(max_rows)),
+        concat_ok_(concat_ok) {}
 
   void run(std::vector<Member>& members) {
     const size_t m = members.size();
@@ -246,7 +249,7 @@ class BatchRunner {
   std::vector<uint64_t> key_;       // bit set of a group's members (memo key)
   std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
   std::map<std::string, std::shared_ptr<PromptEmbedding>> parts_;  // this batch's encodings
-  bool concat_ok_ = true;
+  bool& concat_ok_;
 };
 
 std::string format_mib(int64_t bytes) {
@@ -357,8 +360,9 @@ class PipelineEngine : public ImageEngine {
         mb.status = run.status();
       }
     }
-    BatchRunner runner(*model_, cache_, opts_.bytes_per_prompt_row, counters_,
-                       [this](int h, int w) { return max_rows(h, w); });
+    BatchRunner runner(
+        *model_, cache_, opts_.bytes_per_prompt_row, counters_,
+        [this](int h, int w) { return max_rows(h, w); }, concat_ok_);
     try {
       runner.run(members);
     } catch (const std::exception& e) {
@@ -421,6 +425,7 @@ class PipelineEngine : public ImageEngine {
   mutable Counters counters_;
   std::mutex rows_mu_;
   std::map<std::pair<int, int>, int> max_rows_;
+  bool concat_ok_ = true;  // the denoiser implements concat() (until it says otherwise)
 };
 
 }  // namespace

@@ -63,14 +63,4 @@ std::vector<std::string> PromptCache::keys() const {
   return k;
 }
 
-std::string prompt_key(const std::vector<std::string>& texts) {
-  std::string k;
-  for (const auto& t : texts) {
-    k += std::to_string(t.size());
-    k += ':';
-    k += t;
-  }
-  return k;
-}
-
 }  // namespace duet::serve

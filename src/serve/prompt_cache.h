@@ -47,7 +47,4 @@ class PromptCache {
   std::unordered_map<std::string, std::list<Entry>::iterator> index_;
 };
 
-// A cache key for a list of texts (length-prefixed, so no two lists collide).
-std::string prompt_key(const std::vector<std::string>& texts);
-
 }  // namespace duet::serve

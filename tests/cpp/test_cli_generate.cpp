@@ -171,6 +171,13 @@ TEST(CliGenerate, GuidanceDefaultComesFromTheModelConfig) {
   EXPECT_EQ(scale_of(dir, ""), 2.5);
   EXPECT_EQ(scale_of(dir, "--cfg-scale 1.5"), 1.5);  // an explicit scale wins
   EXPECT_EQ(scale_of(kModel, ""), 4.0);              // no inference.cfg_scale: 4
+  // An explicit negative scale is an error, not "use the default".
+  const CommandResult bad =
+      duet("generate --model " + shell_quote(dir) + " -q -p bag --steps 2 --cfg-scale -1 -o " +
+           shell_quote(tmp.file("bad.png")));
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("cfg scale must be a number in [0, 100], got -1"), std::string::npos)
+      << bad.err;
 }
 
 TEST(CliGenerate, Img2ImgAndPngInfoErrors) {

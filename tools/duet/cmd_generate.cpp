@@ -32,7 +32,8 @@ struct Options {
   int steps = 20;
   std::string sampler = "dpmpp_2m";
   bool karras = false;
-  float cfg_scale = -1.f;  // < 0: the model's inference.cfg_scale
+  float cfg_scale = 4.0f;
+  const CLI::Option* cfg_scale_opt = nullptr;  // not given on the command line: the model's default
   int64_t seed = -1;
   std::string rng = "torch";
   int refine_every = -1;
@@ -215,7 +216,7 @@ int run_generate(Options o) {
     if (auto st = image_to_chw(*conv, p.init_image.data(), p.init_image.size()); !st.is_ok())
       return fail(st.message());
   }
-  if (o.cfg_scale == -1.f) p.cfg_scale = info.cfg_scale;  // not given: the model's default
+  if (o.cfg_scale_opt && o.cfg_scale_opt->count() == 0) p.cfg_scale = info.cfg_scale;
   if (auto st = validate_generate_params(p, info); !st.is_ok()) return fail(st.message(), 2);
 
   // ---- sample ----
@@ -323,8 +324,9 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--steps", o->steps, "sampler steps")->capture_default_str();
       sub.add_option("--sampler", o->sampler, "sampler name")->capture_default_str();
       sub.add_flag("--karras", o->karras, "Karras sigmas (not ddim/ddpm)");
-      sub.add_option("--cfg-scale", o->cfg_scale,
-                     "classifier-free guidance scale (default: the model's inference.cfg_scale)");
+      o->cfg_scale_opt = sub.add_option(
+          "--cfg-scale", o->cfg_scale,
+          "classifier-free guidance scale (default: the model's inference.cfg_scale)");
       sub.add_option("--seed", o->seed, "seed (-1 = random; the seed used is reported)")
           ->capture_default_str();
       sub.add_option("--rng", o->rng, "noise generator: torch | philox")
