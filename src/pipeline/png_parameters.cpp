@@ -10,9 +10,13 @@
 namespace duet {
 namespace {
 
+// Unquoted values are read up to the next ',' with surrounding blanks dropped, and a value whose
+// first non-blank character is '"' is read as quoted: anything else is written JSON-quoted.
 bool needs_quote(const std::string& v) {
   if (v.empty()) return false;
-  return v.find_first_of(",:\n\r") != std::string::npos || v.front() == '"';
+  auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  return v.find_first_of(",:\n\r") != std::string::npos || v.front() == '"' || blank(v.front()) ||
+         blank(v.back());
 }
 
 std::string quote(const std::string& v) {

@@ -292,6 +292,8 @@ TEST(PngParameters, RoundTripTrickyText) {
     p.set("Quote", "\"starts with quote");
     p.set("Path", "C:\\x\ny");
     p.set("Empty", "");
+    p.set("Blank quote", " \"");  // a leading blank before a quote once read back as quoted
+    p.set("Blanks", "\t around ");
     const std::string text = format_parameters(p);
     auto back = parse_parameters(text);
     ASSERT_TRUE(back.is_ok()) << back.status().to_string() << "\n" << text;
@@ -347,6 +349,12 @@ TEST(PngParameters, FuzzFoundRoundTrips) {
       std::string("Steps:\xb8=\xdb\xdb\xdbx\nNegative prompt:"),
       std::string("a\xd7\x0fh\r\rNegamr\xb4ry\nSteps: 2:\r\xff\xff\xff\xda+%%%\n\r\r"),
       std::string("a sneaker\n\nNegative prompt: blur\n\n"),
+      // "Seed" parses to ` "` (quoted); it was written unquoted and read back as the start of a
+      // quoted value running into the next field.
+      std::string("\0\x81"
+                  "b\xff\xffx0_r: y\nSteps:el^: ^\\^99999999: \"\x7fverm 0\", "
+                  "Seed: \" \\\"\", B:\x04\", C: \xc3\xa9",
+                  72),
   };
   for (const std::string& text : cases) {
     auto p = parse_parameters(text);
