@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Load test for `duet serve` (python3 stdlib only: threads + http.client).
 
-Starts the server once per --max-batch value (`SERVER_CMD --port 0 --max-batch B`), then for each
+Starts the server once per --max-batch value (`SERVER_CMD --port 0 --max-batch B`; a value "Bs"
+adds --static-batching, e.g. --max-batch 1,8,8s compares static with continuous batching), then for each
 concurrency level runs closed-loop clients that POST /v1/images/generations until --requests
 requests have completed or --duration seconds have passed, and reports throughput, latency
 percentiles, the 429 rate and the server's peak RSS (VmHWM). With --rounds R every cell is run R
@@ -53,9 +54,12 @@ def cpu_seconds(pid):
         return float("nan")
 
 
-def start_server(cmd, max_batch, max_queue):
-    args = shlex.split(cmd) + ["--port", "0", "--max-batch", str(max_batch),
+def start_server(cmd, config, max_queue):
+    """config: a --max-batch value, "B" (continuous batching, the default) or "Bs" (static)."""
+    args = shlex.split(cmd) + ["--port", "0", "--max-batch", config.rstrip("s"),
                                "--max-queue", str(max_queue)]
+    if config.endswith("s"):
+        args.append("--static-batching")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -128,7 +132,8 @@ def scrape(host, port):
     out = {}
     for name in ("duet_denoiser_evaluations_total", "duet_denoiser_rows_total",
                  "duet_prompt_cache_hits_total", "duet_prompt_cache_misses_total",
-                 "duet_rejected_total", "duet_batch_images_sum", "duet_batch_images_count"):
+                 "duet_rejected_total", "duet_batch_images_sum", "duet_batch_images_count",
+                 "duet_denoiser_rows_total"):
         m = re.search(r"^" + name + r" (\S+)$", text, re.M)
         out[name] = float(m.group(1)) if m else float("nan")
     return out
@@ -138,7 +143,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--server", required=True, help="server command without --port/--max-batch")
     ap.add_argument("--concurrency", default="1,4,16,64")
-    ap.add_argument("--max-batch", default="1,8")
+    ap.add_argument("--max-batch", default="1,8",
+                    help="server configurations: B = --max-batch B, Bs = the same with "
+                         "--static-batching; the first is the baseline of the gain lines")
     ap.add_argument("--max-queue", type=int, default=32)
     ap.add_argument("--requests", type=int, default=64, help="requests per level (upper bound)")
     ap.add_argument("--duration", type=float, default=60, help="seconds per level (upper bound)")
@@ -159,7 +166,10 @@ def main():
                 f" #{i % a.prompts}"), "n": a.n, "steps": a.steps, "seed": i}
 
     results = []
-    batches_list = [int(x) for x in a.max_batch.split(",")]
+    batches_list = [x.strip() for x in a.max_batch.split(",")]
+    for x in batches_list:
+        if not re.fullmatch(r"[1-9][0-9]*s?", x):
+            ap.error(f"--max-batch: '{x}' is not B or Bs (a positive integer, optionally with s)")
     for rnd in range(a.rounds):
         for mb in batches_list:
             results += run_server_levels(a, mb, rnd, body_for)
@@ -193,12 +203,15 @@ def run_server_levels(a, mb, rnd, body_for):
                                       if batches else 0.0)
             evals = after["duet_denoiser_evaluations_total"] - before["duet_denoiser_evaluations_total"]
             r["denoiser_evals_per_s"] = evals / r["wall_s"]
+            rows = after["duet_denoiser_rows_total"] - before["duet_denoiser_rows_total"]
+            r["rows_per_call"] = rows / evals if evals else 0.0
             r["cache_hits"] = after["duet_prompt_cache_hits_total"] - before["duet_prompt_cache_hits_total"]
             r["cache_misses"] = after["duet_prompt_cache_misses_total"] - before["duet_prompt_cache_misses_total"]
             results.append(r)
-            print(f"max-batch {mb:2d} conc {c:3d}: {r['ok']}/{r['requests']} ok, "
+            print(f"max-batch {mb:>3} conc {c:3d}: {r['ok']}/{r['requests']} ok, "
                   f"{r['images_per_s']:.2f} img/s, p50 {r['p50_s']:.3f}s p99 {r['p99_s']:.3f}s, "
                   f"429 {100 * r['rate_429']:.0f}%, batch {r['mean_batch_images']:.2f}, "
+                  f"rows/call {r['rows_per_call']:.1f}, "
                   f"rss {r['peak_rss_mib']:.0f} MiB, cpu/image server "
                   f"{r['server_cpu_ms_per_image']:.1f} ms client {r['client_cpu_ms_per_image']:.1f} ms",
                   flush=True)
@@ -220,8 +233,9 @@ def print_tables(a, results, batches_list):
     """One row per (max-batch, concurrency): medians over the rounds (images/s with its range)."""
     print()
     print("| max-batch | concurrency | ok / sent | images/s | p50 (s) | p99 (s) | 429 rate | "
-          "mean batch | denoiser evals/s | peak RSS (MiB) | CPU ms/image server / client |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "mean batch | rows / call | denoiser evals/s | peak RSS (MiB) | "
+          "CPU ms/image server / client |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = {}
     for r in results:
         cells.setdefault((r["max_batch"], r["concurrency"]), []).append(r)
@@ -233,27 +247,27 @@ def print_tables(a, results, batches_list):
               f"{median([r['p99_s'] for r in rs]):.3f} | "
               f"{100 * median([r['rate_429'] for r in rs]):.0f}% | "
               f"{median([r['mean_batch_images'] for r in rs]):.2f} | "
+              f"{median([r['rows_per_call'] for r in rs]):.1f} | "
               f"{median([r['denoiser_evals_per_s'] for r in rs]):.1f} | "
               f"{max(r['peak_rss_mib'] for r in rs):.0f} | "
               f"{median([r['server_cpu_ms_per_image'] for r in rs]):.1f} / "
               f"{median([r['client_cpu_ms_per_image'] for r in rs]):.1f} |")
-    if len(batches_list) < 2:
-        return
-    lo, hi = min(batches_list), max(batches_list)
-    print()
-    print(f"Batching gain (max-batch {hi} / max-batch {lo} images/s, per round, same server "
-          "command and clients):")
-    for c in sorted({r["concurrency"] for r in results}):
-        ratios = []
-        for rnd in range(a.rounds):
-            x = [r for r in results if r["round"] == rnd and r["concurrency"] == c]
-            lo_r = [r["images_per_s"] for r in x if r["max_batch"] == lo]
-            hi_r = [r["images_per_s"] for r in x if r["max_batch"] == hi]
-            if lo_r and hi_r and lo_r[0] > 0:
-                ratios.append(hi_r[0] / lo_r[0])
-        if ratios:
-            print(f"  concurrency {c:3d}: median {median(ratios):.2f}x over {len(ratios)} rounds "
-                  f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+    base = batches_list[0]
+    for other in batches_list[1:]:
+        print()
+        print(f"Batching gain (max-batch {other} / max-batch {base} images/s, per round, same "
+              "server command and clients):")
+        for c in sorted({r["concurrency"] for r in results}):
+            ratios = []
+            for rnd in range(a.rounds):
+                x = [r for r in results if r["round"] == rnd and r["concurrency"] == c]
+                lo_r = [r["images_per_s"] for r in x if r["max_batch"] == base]
+                hi_r = [r["images_per_s"] for r in x if r["max_batch"] == other]
+                if lo_r and hi_r and lo_r[0] > 0:
+                    ratios.append(hi_r[0] / lo_r[0])
+            if ratios:
+                print(f"  concurrency {c:3d}: median {median(ratios):.2f}x over {len(ratios)} "
+                      f"rounds (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
 
 
 if __name__ == "__main__":

@@ -73,6 +73,20 @@ struct EngineJob {
   const ImageRequest* request = nullptr;
   std::function<void(int step, int steps)> progress;
   const std::atomic<bool>* cancel = nullptr;
+  uint64_t tag = 0;  // the caller's handle for the job, handed back by BatchFeed::finished
+};
+
+// What a running batch is fed from (continuous batching). The engine calls it on the engine
+// thread, between model calls: admit() for queued requests that may join the batch now, and
+// finished() for each request as soon as it has ended, while the others go on.
+class BatchFeed {
+ public:
+  virtual ~BatchFeed() = default;
+  // Compatible queued requests (equal batch_key()) that fit beside `images` images still running;
+  // empty when none. Each returned job's pointers stay valid until finished() for it returns.
+  virtual std::vector<EngineJob> admit(int images) = 0;
+  // Exactly once per job (of the initial batch and of every admit()), as soon as it has ended.
+  virtual void finished(const EngineJob& job, Result<ImageOutput> result) = 0;
 };
 
 struct EngineStats {
@@ -97,8 +111,17 @@ class ImageEngine {
   virtual std::string batch_key(const ImageRequest& r) const;
   // Runs a batch; returns one result per job, in order. An error in one request fails only it.
   virtual std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) = 0;
+  // Runs `jobs` and whatever `feed` admits while they run, reporting every job to
+  // feed.finished() as soon as it ends; returns when no job is left. The default runs `jobs` as
+  // one run_batch and admits nothing (static batching).
+  virtual void run_continuous(const std::vector<EngineJob>& jobs, BatchFeed& feed);
   // Counters since start (thread-safe).
   virtual EngineStats stats() const = 0;
+
+ protected:
+  // run_batch for an engine that implements run_continuous: runs `jobs` with a feed that admits
+  // nothing and returns the results in job order.
+  std::vector<Result<ImageOutput>> run_batch_continuously(const std::vector<EngineJob>& jobs);
 };
 
 // A deterministic fake: each image is a function of (prompt, negative prompt, seed, index,
@@ -120,7 +143,8 @@ std::unique_ptr<ImageEngine> make_fake_engine(const FakeEngineOptions& opts = {}
 // The real pipeline over a Denoiser. Compatible requests run in lockstep on the engine thread:
 // each is its own GenerateRun (own seed, noise, guidance) and their denoiser calls are merged into
 // one batched Denoiser::denoise call per step (every call into the Denoiser happens on the thread
-// that calls run_batch; no other thread is involved).
+// that calls run_batch; no other thread is involved). run_continuous admits queued requests into
+// the running batch at every model-call boundary and hands each back as soon as it is done.
 struct PipelineEngineOptions {
   int64_t prompt_cache_bytes = 64 << 20;  // LRU of single-prompt encodings (0 = no caching)
   int64_t bytes_per_prompt_row = 16384;   // size of one encoded text when the model cannot say

@@ -8,11 +8,6 @@
 
 namespace duet {
 
-std::string ImageEngine::batch_key(const ImageRequest& r) const {
-  return std::to_string(r.width) + "x" + std::to_string(r.height) + "/" + std::to_string(r.steps) +
-         "/" + r.sampler + "/" + std::to_string(r.refine_every);
-}
-
 namespace {
 
 uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
@@ -52,56 +47,76 @@ class FakeEngine : public ImageEngine {
   Status validate(const ImageRequest&) const override { return Status::ok(); }
 
   std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) override {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<Result<ImageOutput>> out;
-    std::vector<bool> active(jobs.size(), true);
-    out.reserve(jobs.size());
-    for (const auto& j : jobs) {
-      out.emplace_back(ImageOutput{});
+    return run_batch_continuously(jobs);
+  }
+
+  // Every running request takes one step per round; queued ones join between rounds and each
+  // leaves when its steps are done.
+  void run_continuous(const std::vector<EngineJob>& jobs, BatchFeed& feed) override {
+    using Clock = std::chrono::steady_clock;
+    struct Live {
+      EngineJob job;
+      ImageOutput out;
+      Status status;  // failed or cancelled
+      int step = 0;
+      Clock::time_point start;
+    };
+    std::vector<Live> live;
+    auto join = [&](const EngineJob& j) {
+      Live l;
+      l.job = j;
+      l.start = Clock::now();
       const ImageRequest& r = *j.request;
       for (const std::string* text : {&r.prompt, &r.negative_prompt})  // one entry per prompt
         if (!cache_.get(*text))
           cache_.put(*text, std::make_shared<FakeEmbedding>(1), o_.prompt_bytes);
-    }
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      if (!o_.fail_marker.empty() &&
-          jobs[i].request->prompt.find(o_.fail_marker) != std::string::npos) {
-        out[i] = internal_error("fake engine: injected fault for this prompt");
-        active[i] = false;
-      }
-    }
-    const int steps = jobs.empty() ? 0 : jobs[0].request->steps;
-    for (int s = 0; s < steps; ++s) {
-      int rows = 0;
-      for (size_t i = 0; i < jobs.size(); ++i) {
-        if (!active[i]) continue;
-        if (jobs[i].cancel && jobs[i].cancel->load()) {
-          out[i] = cancelled("generation cancelled after " + std::to_string(s) + " of " +
-                             std::to_string(steps) + " steps");
-          active[i] = false;
-          continue;
+      if (!o_.fail_marker.empty() && r.prompt.find(o_.fail_marker) != std::string::npos)
+        l.status = internal_error("fake engine: injected fault for this prompt");
+      live.push_back(std::move(l));
+    };
+    for (const EngineJob& j : jobs) join(j);
+    for (;;) {
+      int images = 0;
+      for (size_t i = 0; i < live.size();) {
+        Live& l = live[i];
+        const int steps = l.job.request->steps;
+        if (l.status.is_ok() && l.step < steps && l.job.cancel && l.job.cancel->load())
+          l.status = cancelled("generation cancelled after " + std::to_string(l.step) + " of " +
+                               std::to_string(steps) + " steps");
+        if (!l.status.is_ok() || l.step >= steps) {
+          Result<ImageOutput> result = l.status;
+          if (l.status.is_ok()) {
+            render(*l.job.request, &l.out);
+            l.out.timings.denoise_s = l.out.timings.total_s =
+                std::chrono::duration<double>(Clock::now() - l.start).count();
+            result = std::move(l.out);
+          }
+          feed.finished(l.job, std::move(result));
+          live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+        } else {
+          images += l.job.request->n;
+          ++i;
         }
-        const ImageRequest& r = *jobs[i].request;
-        rows += r.cfg_scale != 1.0f ? 2 * r.n : r.n;
-        out[i]->model_evaluations++;
       }
-      if (rows == 0) break;
+      for (const EngineJob& j : feed.admit(images)) join(j);
+      if (live.empty()) return;
+      int rows = 0;
+      for (const Live& l : live) {
+        const ImageRequest& r = *l.job.request;
+        if (l.status.is_ok()) rows += r.cfg_scale != 1.0f ? 2 * r.n : r.n;
+      }
+      if (rows == 0) continue;  // joined and failed at once: reported next round
       evaluations_.fetch_add(1);
       rows_.fetch_add(rows);
       const double ms = o_.step_ms + o_.row_ms * rows;
       std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(ms * 1000)));
-      for (size_t i = 0; i < jobs.size(); ++i)
-        if (active[i] && jobs[i].progress) jobs[i].progress(s + 1, steps);
+      for (Live& l : live) {
+        if (!l.status.is_ok()) continue;
+        ++l.step;
+        l.out.model_evaluations++;
+        if (l.job.progress) l.job.progress(l.step, l.job.request->steps);
+      }
     }
-    const double total =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (size_t i = 0; i < jobs.size(); ++i) {
-      if (!active[i]) continue;
-      render(*jobs[i].request, &*out[i]);
-      out[i]->timings.denoise_s = total;
-      out[i]->timings.total_s = total;
-    }
-    return out;
   }
 
   EngineStats stats() const override {

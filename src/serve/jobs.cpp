@@ -162,76 +162,141 @@ void JobManager::finish(const std::shared_ptr<Job>& job, JobState state, Status 
   if (state == JobState::kSucceeded) metrics_.count_images(job->request.n);
 }
 
+// Moves queued jobs with batch key `key` into `out` while they fit beside `images` running
+// images, and returns the images taken. Static batch formation (`from_front_only` false) takes
+// compatible jobs from anywhere in the queue; admission into a running batch takes them only from
+// the front, so a job the running batch cannot take is never passed over indefinitely.
+int JobManager::take_compatible(const std::string& key, int images, bool from_front_only,
+                                std::vector<std::shared_ptr<Job>>* out) {
+  int taken = 0;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (images + taken >= opts_.max_batch) break;
+    const int n = (*it)->request.n;
+    const bool fits = (images == 0 && out->empty()) || images + taken + n <= opts_.max_batch;
+    if (fits && engine_.batch_key((*it)->request) == key) {
+      taken += n;
+      out->push_back(*it);
+      it = queue_.erase(it);
+    } else if (from_front_only) {
+      break;
+    } else {
+      ++it;
+    }
+  }
+  return taken;
+}
+
+// The engine thread's side of one running batch: turns jobs into EngineJobs when they start,
+// admits queued ones (continuous batching) and finishes each job as the engine reports it.
+class JobManager::RunningBatch : public BatchFeed {
+ public:
+  RunningBatch(JobManager& m, std::string key) : m_(m), key_(std::move(key)) {}
+
+  // Marks `jobs` running (they are already in running_) and returns their EngineJobs.
+  std::vector<EngineJob> start(const std::vector<std::shared_ptr<Job>>& jobs, int running_images,
+                               int running_jobs) {
+    const auto now = Clock::now();
+    std::vector<EngineJob> out;
+    out.reserve(jobs.size());
+    for (const auto& job : jobs) {
+      {
+        std::lock_guard<std::mutex> jl(job->mu);
+        job->state = JobState::kRunning;
+        job->started = now;
+        ++job->version;
+        job->cv.notify_all();
+      }
+      m_.metrics_.observe_queue_wait(secs(now - job->created));
+      Job* raw = job.get();
+      const uint64_t tag = ++tags_;
+      live_[tag] = job;
+      out.push_back({&job->request,
+                     [raw](int step, int) {
+                       std::lock_guard<std::mutex> jl(raw->mu);
+                       raw->step = step;
+                       ++raw->version;
+                       raw->cv.notify_all();
+                     },
+                     &job->cancel, tag});
+    }
+    m_.metrics_.observe_batch(running_images, running_jobs);
+    return out;
+  }
+
+  std::vector<EngineJob> admit(int images) override {
+    if (!m_.opts_.continuous_batching) return {};
+    std::vector<std::shared_ptr<Job>> jobs;
+    int running_jobs = 0, taken = 0;
+    {
+      std::lock_guard<std::mutex> lock(m_.mu_);
+      if (m_.queue_.empty() || images >= m_.opts_.max_batch) return {};
+      taken = m_.take_compatible(key_, images, /*from_front_only=*/true, &jobs);
+      if (jobs.empty()) return {};
+      m_.running_.insert(m_.running_.end(), jobs.begin(), jobs.end());
+      running_jobs = static_cast<int>(m_.running_.size());
+    }
+    return start(jobs, images + taken, running_jobs);
+  }
+
+  void finished(const EngineJob& ejob, Result<ImageOutput> result) override {
+    auto it = live_.find(ejob.tag);
+    if (it == live_.end()) return;  // not ours, or reported twice
+    std::shared_ptr<Job> job = std::move(it->second);
+    live_.erase(it);
+    const double run_s = secs(Clock::now() - job->started);
+    m_.metrics_.observe_run_time(run_s);
+    if (result.is_ok()) {
+      m_.finish(job, JobState::kSucceeded, Status::ok(),
+                std::make_shared<const ImageOutput>(std::move(result).value()));
+    } else if (result.status().code() == StatusCode::kCancelled && job->cancel.load()) {
+      m_.finish(job, JobState::kCancelled, result.status(), nullptr);
+    } else {
+      m_.finish(job, JobState::kFailed, result.status(), nullptr);
+    }
+    std::lock_guard<std::mutex> lock(m_.mu_);
+    m_.mean_run_s_ = 0.8 * m_.mean_run_s_ + 0.2 * run_s;
+    m_.running_.erase(std::remove(m_.running_.begin(), m_.running_.end(), job), m_.running_.end());
+    m_.idle_cv_.notify_all();
+  }
+
+  // Jobs the engine never reported (it threw, or broke the contract) fail.
+  void fail_unfinished() {
+    while (!live_.empty()) {
+      EngineJob e;
+      e.tag = live_.begin()->first;
+      finished(e, internal_error("the engine failed this batch"));
+    }
+  }
+
+ private:
+  JobManager& m_;
+  const std::string key_;
+  uint64_t tags_ = 0;
+  std::map<uint64_t, std::shared_ptr<Job>> live_;  // started, not yet finished
+};
+
 void JobManager::engine_loop() {
   for (;;) {
     std::vector<std::shared_ptr<Job>> batch;
+    std::string key;
+    int images = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stop_
-      const std::string key = engine_.batch_key(queue_.front()->request);
-      int images = 0;
-      for (auto it = queue_.begin(); it != queue_.end();) {
-        const int n = (*it)->request.n;
-        const bool fits = batch.empty() || images + n <= opts_.max_batch;
-        if (fits && engine_.batch_key((*it)->request) == key) {
-          images += n;
-          batch.push_back(*it);
-          it = queue_.erase(it);
-        } else {
-          ++it;
-        }
-        if (images >= opts_.max_batch) break;
-      }
+      key = engine_.batch_key(queue_.front()->request);
+      images = take_compatible(key, 0, /*from_front_only=*/false, &batch);
       running_ = batch;
     }
-    const auto t0 = Clock::now();
-    std::vector<EngineJob> ejobs;
-    int images = 0;
-    for (auto& job : batch) {
-      {
-        std::lock_guard<std::mutex> jl(job->mu);
-        job->state = JobState::kRunning;
-        job->started = t0;
-        ++job->version;
-        job->cv.notify_all();
-      }
-      metrics_.observe_queue_wait(secs(t0 - job->created));
-      images += job->request.n;
-      Job* raw = job.get();
-      ejobs.push_back({&job->request,
-                       [raw](int step, int) {
-                         std::lock_guard<std::mutex> jl(raw->mu);
-                         raw->step = step;
-                         ++raw->version;
-                         raw->cv.notify_all();
-                       },
-                       &job->cancel});
-    }
-    metrics_.observe_batch(images, static_cast<int>(batch.size()));
-    std::vector<Result<ImageOutput>> results;
+    RunningBatch running(*this, key);
+    const std::vector<EngineJob> ejobs =
+        running.start(batch, images, static_cast<int>(batch.size()));
     try {
-      results = engine_.run_batch(ejobs);
-    } catch (const std::exception& e) {
-      results.clear();
+      engine_.run_continuous(ejobs, running);
+    } catch (const std::exception&) {
     }
-    const double run_s = secs(Clock::now() - t0);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      auto& job = batch[i];
-      metrics_.observe_run_time(run_s);
-      if (i >= results.size()) {
-        finish(job, JobState::kFailed, internal_error("the engine failed this batch"), nullptr);
-      } else if (results[i].is_ok()) {
-        finish(job, JobState::kSucceeded, Status::ok(),
-               std::make_shared<const ImageOutput>(std::move(results[i]).value()));
-      } else if (results[i].status().code() == StatusCode::kCancelled && job->cancel.load()) {
-        finish(job, JobState::kCancelled, results[i].status(), nullptr);
-      } else {
-        finish(job, JobState::kFailed, results[i].status(), nullptr);
-      }
-    }
+    running.fail_unfinished();
     std::lock_guard<std::mutex> lock(mu_);
-    mean_run_s_ = 0.8 * mean_run_s_ + 0.2 * run_s;
     running_.clear();
     idle_cv_.notify_all();
   }

@@ -70,7 +70,10 @@ class JobManager {
   int drain(std::chrono::milliseconds deadline);
 
  private:
+  class RunningBatch;
   void engine_loop();
+  int take_compatible(const std::string& key, int images, bool from_front_only,
+                      std::vector<std::shared_ptr<Job>>* out);  // under mu_
   void housekeeping_loop();
   void finish(const std::shared_ptr<Job>& job, JobState state, Status error,
               std::shared_ptr<const ImageOutput> output);
@@ -88,7 +91,7 @@ class JobManager {
   std::map<std::string, Clock::time_point> tombstones_;  // expired id -> when to forget it
   uint64_t id_counter_ = 0;
   uint64_t id_salt_ = 0;
-  double mean_run_s_ = 1.0;  // moving average of batch run time (Retry-After estimate)
+  double mean_run_s_ = 1.0;  // moving average of a job's run time (Retry-After estimate)
   bool stop_ = false;
   std::atomic<bool> draining_{false};
   bool drained_ = false;

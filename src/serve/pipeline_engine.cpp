@@ -38,8 +38,9 @@ struct Counters {
 
 // One request of a batch while it runs.
 struct Member {
+  EngineJob job;
+  GenerateParams params;
   std::unique_ptr<GenerateRun> run;
-  const std::atomic<bool>* cancel = nullptr;
   GenerateProgressFn progress;
   Status status;        // set when the request failed or was cancelled
   bool active = false;  // started and neither failed nor finished
@@ -60,39 +61,44 @@ class BatchRunner {
         max_rows_(std::move(max_rows)),
         concat_ok_(concat_ok) {}
 
-  void run(std::vector<Member>& members) {
-    const size_t m = members.size();
-    // Buffers for the largest possible call, so that the rounds never allocate.
-    size_t floats = 0;
-    int rows = 0;
-    for (const Member& mb : members)
-      if (mb.active) {
-        floats += mb.run->row_floats() * mb.run->rows();
-        rows += mb.run->rows();
-      }
-    x_.resize(floats);
-    out_.resize(floats);
-    t_.resize(rows);
-    group_.reserve(m);
-    handled_.assign(m, false);
-    key_.assign((m + 63) / 64, 0);
-    for (Member& mb : members) {
-      if (mb.active) encode(mb);
-      if (mb.active && mb.run->done()) mb.active = false;  // img2img with no call left
-    }
+  // Runs `members` and whatever admit(members) appends (called before every round) to
+  // completion; each member is handed to done() as soon as it has finished, failed or been
+  // cancelled, and dropped. Buffers grow only when members join, never in a round.
+  void run(std::vector<Member>& members, const std::function<void(std::vector<Member>&)>& admit,
+           const std::function<void(Member&)>& done) {
+    size_t joined = 0;  // members before this index are encoded and counted in the buffers
+    bool changed = true;
     for (;;) {
-      bool any = false;
-      for (Member& mb : members) {
-        if (!mb.active) continue;
-        if (mb.cancel && mb.cancel->load(std::memory_order_relaxed)) {
+      for (Member& mb : members)
+        if (mb.active && mb.job.cancel && mb.job.cancel->load(std::memory_order_relaxed)) {
           mb.status = mb.run->cancelled();
           mb.active = false;
-        } else {
-          any = true;
         }
+      size_t kept = 0;
+      for (size_t i = 0; i < members.size(); ++i) {
+        if (i < joined && !members[i].active) {
+          done(members[i]);
+          changed = true;
+          continue;
+        }
+        if (kept != i) members[kept] = std::move(members[i]);
+        ++kept;
       }
-      if (!any) return;
-      round(members);
+      joined -= members.size() - kept;
+      members.resize(kept);
+      admit(members);
+      for (size_t i = joined; i < members.size(); ++i) {
+        Member& mb = members[i];
+        if (mb.active) encode(mb);
+        if (mb.active && mb.run->done()) mb.active = false;  // img2img with no call left
+        changed = true;
+      }
+      joined = members.size();
+      if (members.empty()) return;
+      if (changed) reshape(members);
+      changed = false;
+      if (std::any_of(members.begin(), members.end(), [](const Member& m) { return m.active; }))
+        round(members);
     }
   }
 
@@ -113,6 +119,35 @@ class BatchRunner {
       }
     mb.run->add_encode_seconds(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+
+  // After members joined or left: buffers for the largest possible call (so that rounds never
+  // allocate), per-member scratch, and no memoised prompt state for the old member indices.
+  void reshape(const std::vector<Member>& members) {
+    const size_t m = members.size();
+    size_t floats = 0;
+    int rows = 0;
+    for (const Member& mb : members)
+      if (mb.active) {
+        floats += mb.run->row_floats() * mb.run->rows();
+        rows += mb.run->rows();
+      }
+    if (x_.size() < floats) {
+      x_.resize(floats);
+      out_.resize(floats);
+    }
+    if (t_.size() < static_cast<size_t>(rows)) t_.resize(rows);
+    group_.reserve(m);
+    handled_.assign(m, false);
+    key_.assign((m + 63) / 64, 0);
+    memo_.clear();
+    for (auto it = parts_.begin(); it != parts_.end();) {
+      bool used = false;
+      for (const Member& mb : members)
+        if (mb.active)
+          for (const std::string& text : mb.run->texts()) used |= text == it->first;
+      it = used ? std::next(it) : parts_.erase(it);
+    }
   }
 
   // One round: every active member's next call, in groups of equal (size, refine) under the
@@ -341,49 +376,34 @@ class PipelineEngine : public ImageEngine {
   }
 
   std::vector<Result<ImageOutput>> run_batch(const std::vector<EngineJob>& jobs) override {
-    const int n = static_cast<int>(jobs.size());
+    return run_batch_continuously(jobs);
+  }
+
+  void run_continuous(const std::vector<EngineJob>& jobs, BatchFeed& feed) override {
     if (opts_.threads > 0) omp_set_num_threads(opts_.threads);  // this thread runs the model
-    const DenoiserInfo& dinfo = model_->info();
-    std::vector<GenerateParams> params(n);
-    std::vector<Member> members(n);
-    for (int i = 0; i < n; ++i) {
-      params[i] = to_generate_params(*jobs[i].request);
-      Member& mb = members[i];
-      mb.cancel = jobs[i].cancel;
-      if (jobs[i].progress)
-        mb.progress = [&jobs, i](const StepProgress& sp) { jobs[i].progress(sp.call, sp.total); };
-      auto run = GenerateRun::start(dinfo, params[i]);
-      if (run.is_ok()) {
-        mb.run = std::move(run).value();
-        mb.active = true;
-      } else {
-        mb.status = run.status();
-      }
-    }
+    std::vector<Member> members;
+    members.reserve(jobs.size());
+    for (const EngineJob& job : jobs) members.push_back(make_member(job));
+    auto admit = [&](std::vector<Member>& ms) {
+      int images = 0;
+      for (const Member& mb : ms) images += mb.active ? mb.params.n : 0;
+      for (const EngineJob& job : feed.admit(images)) ms.push_back(make_member(job));
+    };
+    auto done = [&](Member& mb) { feed.finished(mb.job, collect(mb)); };
     BatchRunner runner(
         *model_, cache_, opts_.bytes_per_prompt_row, counters_,
         [this](int h, int w) { return max_rows(h, w); }, concat_ok_);
     try {
-      runner.run(members);
+      runner.run(members, admit, done);
     } catch (const std::exception& e) {
-      for (Member& mb : members)
+      for (Member& mb : members) {  // the members not yet reported
         if (mb.active) {
           mb.status = internal_error(std::string("generation failed: ") + e.what());
           mb.active = false;
         }
-    }
-    std::vector<Result<ImageOutput>> out;
-    out.reserve(n);
-    for (int i = 0; i < n; ++i) {
-      Member& mb = members[i];
-      if (!mb.status.is_ok()) {
-        out.emplace_back(mb.status);
-        continue;
+        feed.finished(mb.job, collect(mb));
       }
-      Result<GenerateResult> r = mb.run->finish();
-      out.push_back(r.is_ok() ? to_output(params[i], *r, dinfo) : Result<ImageOutput>(r.status()));
     }
-    return out;
   }
 
   EngineStats stats() const override {
@@ -401,6 +421,30 @@ class PipelineEngine : public ImageEngine {
   }
 
  private:
+  Member make_member(const EngineJob& job) const {
+    Member mb;
+    mb.job = job;
+    mb.params = to_generate_params(*job.request);
+    if (job.progress)
+      mb.progress = [p = job.progress](const StepProgress& sp) { p(sp.call, sp.total); };
+    auto run = GenerateRun::start(model_->info(), mb.params);
+    if (run.is_ok()) {
+      mb.run = std::move(run).value();
+      mb.active = true;
+    } else {
+      mb.status = run.status();
+    }
+    return mb;
+  }
+
+  // A member's result once it has left the batch.
+  Result<ImageOutput> collect(Member& mb) const {
+    if (!mb.status.is_ok()) return mb.status;
+    Result<GenerateResult> r = mb.run->finish();
+    if (!r.is_ok()) return r.status();
+    return to_output(mb.params, *r, model_->info());
+  }
+
   static ImageOutput to_output(const GenerateParams& gp, const GenerateResult& r,
                                const DenoiserInfo& info) {
     ImageOutput o;

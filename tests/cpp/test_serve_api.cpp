@@ -397,6 +397,55 @@ TEST(ServeApi, BatchedRequestsMatchSoloRequests) {
   EXPECT_GE(metric_value(met, "duet_prompt_cache_hits_total"), 3);
 }
 
+// Continuous batching (the default): a compatible request queued behind a running batch joins it
+// between steps, gets the images it gets alone and finishes on its own schedule. Static
+// batching: it waits until the running batch has ended.
+TEST(ServeApi, QueuedRequestsJoinTheRunningBatch) {
+  for (const bool continuous : {true, false}) {
+    SCOPED_TRACE(continuous ? "continuous" : "static");
+    FakeEngineOptions f;
+    f.step_ms = 5;
+    ServeOptions o;
+    o.max_batch = 8;
+    o.continuous_batching = continuous;
+    auto s = TestServer::start(o, f);
+    ASSERT_TRUE(s);
+    auto c = s->client();
+    auto state_of = [&](const std::string& id) {
+      return parse_or_null(c->Get("/v1/jobs/" + id)->body).value("state", "");
+    };
+    const std::string joiner = gen_body("a joiner", 200, 2, R"(,"seed":3)");
+    json solo = wait_final(*c, submit(*c, joiner));
+    ASSERT_EQ(solo["state"], "succeeded") << solo.dump();
+    // A long job of the same shape (same steps and size) is running...
+    const std::string running = submit(*c, gen_body("a long one", 200));
+    for (int i = 0;
+         i < 500 && parse_or_null(c->Get("/v1/jobs/" + running)->body).value("step", 0) < 3; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    const std::string id = submit(*c, joiner);
+    // ...and the new one starts while it runs (continuous) or stays queued (static).
+    std::string seen = "queued";
+    for (int i = 0; i < 40 && seen == "queued"; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      seen = state_of(id);
+    }
+    EXPECT_EQ(state_of(running), "running");
+    EXPECT_EQ(seen, continuous ? "running" : "queued");
+    ASSERT_EQ(c->Delete("/v1/jobs/" + running)->status, 200);
+    json fin = wait_final(*c, id);
+    ASSERT_EQ(fin["state"], "succeeded") << fin.dump();
+    ASSERT_EQ(fin["images"].size(), solo["images"].size());
+    for (size_t k = 0; k < fin["images"].size(); ++k)
+      EXPECT_EQ(c->Get(fin["images"][k].get<std::string>())->body,
+                c->Get(solo["images"][k].get<std::string>())->body);
+    EXPECT_EQ(wait_final(*c, running)["state"], "cancelled");
+    // The joiner was observed joining a batch of 2 requests (3 images) only when continuous.
+    const std::string met = c->Get("/metrics")->body;
+    EXPECT_EQ(met.find("duet_batch_requests_bucket{le=\"1\"} 3") != std::string::npos, !continuous)
+        << met;
+  }
+}
+
 TEST(ServeApi, ShutdownDrainsThenCancelsAtTheDeadline) {
   FakeEngineOptions f;
   f.step_ms = 10;

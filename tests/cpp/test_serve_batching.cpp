@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <variant>
 
@@ -214,6 +215,81 @@ TEST(ServeBatching, MixedRequestsShareCompatibleCalls) {
   std::vector<int> rows(calls.rows.begin() + static_cast<long>(before), calls.rows.end());
   EXPECT_EQ(rows.size(), 12u);
   EXPECT_EQ(std::count(rows.begin(), rows.end(), 4), 4);
+}
+
+// A feed that admits scripted jobs at given admit() calls and logs every call and result.
+struct ScriptedFeed : BatchFeed {
+  std::map<int, std::vector<EngineJob>> at;  // admit() call number (1-based) -> jobs it returns
+  std::vector<std::string> log;              // "admit K" / "done TAG", in order
+  std::vector<int> images;                   // admit()'s argument per call
+  std::map<uint64_t, Result<ImageOutput>> results;
+  std::vector<EngineJob> admit(int running_images) override {
+    images.push_back(running_images);
+    const int k = static_cast<int>(images.size());
+    log.push_back("admit " + std::to_string(k));
+    auto it = at.find(k);
+    return it == at.end() ? std::vector<EngineJob>{} : it->second;
+  }
+  void finished(const EngineJob& job, Result<ImageOutput> r) override {
+    log.push_back("done " + std::to_string(job.tag));
+    EXPECT_TRUE(results.emplace(job.tag, std::move(r)).second) << "job reported twice";
+  }
+  size_t pos(const std::string& entry) const {
+    return std::find(log.begin(), log.end(), entry) - log.begin();
+  }
+};
+
+// Continuous batching: requests admitted into a running batch between model calls get their solo
+// images, share calls with the running ones, and each is reported as soon as it ends; a
+// cancelled or failing admitted request leaves the others alone.
+TEST(ServeBatching, ContinuousBatchingAdmitsBetweenCalls) {
+  Calls calls;
+  auto engine = make_pipeline_engine(std::make_unique<RowDenoiser>(&calls));
+  const std::vector<ImageRequest> reqs = {req("a coat", 21, 4.0f, 1), req("a shirt", 22, 3.0f, 2),
+                                          req("a boot", 23, 4.0f, 1), req("[[bad]]", 24, 4.0f, 1)};
+  std::vector<std::vector<float>> solo;
+  for (size_t i = 0; i < 2; ++i) {
+    auto out = run(*engine, {reqs[i]});
+    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
+    solo.push_back(out[0]->pixels);
+  }
+  std::atomic<bool> cancel_c{false};
+  std::vector<EngineJob> jobs(4);
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    jobs[i].request = &reqs[i];
+    jobs[i].tag = 100 + i;
+  }
+  jobs[2].cancel = &cancel_c;
+  jobs[2].progress = [&](int step, int) { cancel_c = step >= 1; };
+  ScriptedFeed feed;
+  feed.at[3] = {jobs[1]};  // before the 3rd round
+  feed.at[4] = {jobs[2]};
+  feed.at[5] = {jobs[3]};
+  const size_t before = calls.rows.size();
+  engine->run_continuous({jobs[0]}, feed);
+
+  ASSERT_EQ(feed.results.size(), 4u);
+  ASSERT_TRUE(feed.results.at(100).is_ok()) << feed.results.at(100).status().to_string();
+  ASSERT_TRUE(feed.results.at(101).is_ok()) << feed.results.at(101).status().to_string();
+  EXPECT_EQ(feed.results.at(100)->pixels, solo[0]);  // bit-identical to running alone
+  EXPECT_EQ(feed.results.at(101)->pixels, solo[1]);
+  EXPECT_EQ(feed.results.at(102).status().code(), StatusCode::kCancelled);
+  EXPECT_NE(feed.results.at(103).status().message().find("unencodable"), std::string::npos);
+  // admit() sees the running images: A alone, then A + B, and C is gone once cancelled.
+  ASSERT_GE(feed.images.size(), 5u);
+  EXPECT_EQ(feed.images[2], 1);
+  EXPECT_EQ(feed.images[3], 3);
+  EXPECT_EQ(feed.images[4], 3);
+  // A (6 calls from round 1) is reported before the 7th admit; B (6 calls from round 3) runs on
+  // alone and is reported before the 9th, the last (nothing left, nothing admitted).
+  EXPECT_LT(feed.pos("done 100"), feed.pos("admit 7"));
+  EXPECT_GT(feed.pos("done 101"), feed.pos("admit 8"));
+  EXPECT_LT(feed.pos("done 101"), feed.pos("admit 9"));
+  EXPECT_EQ(feed.images.size(), 9u);
+  // A and B (same refine phase: B is 2 calls behind, refine every 2) share rounds 3-6 (6 rows).
+  std::vector<int> rows(calls.rows.begin() + static_cast<long>(before), calls.rows.end());
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), 6), 4);
+  EXPECT_EQ(std::count(rows.begin(), rows.end(), 4), 2);  // B's rounds 7-8 alone
 }
 
 TEST(ServeBatching, ValidationUsesThePipelineRules) {

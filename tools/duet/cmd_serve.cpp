@@ -111,9 +111,9 @@ int run_serve(const ServeArgs& a) {
     std::fprintf(stderr, "duet serve: %s\n", server.status().to_string().c_str());
     return 1;
   }
-  std::printf("duet serve: model %s listening on http://%s:%d (max-batch %d, max-queue %d)\n",
+  std::printf("duet serve: model %s listening on http://%s:%d (max-batch %d%s, max-queue %d)\n",
               model_name.c_str(), opts.host.c_str(), (*server)->port(), opts.max_batch,
-              opts.max_queue);
+              opts.continuous_batching ? ", continuous" : ", static", opts.max_queue);
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop_signals, &sig);
@@ -140,6 +140,9 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--max-batch", a->opts.max_batch, "images per denoiser batch")
           ->capture_default_str()
           ->check(CLI::Range(1, 1024));
+      sub.add_flag("!--static-batching", a->opts.continuous_batching,
+                   "run each batch to its end before the next starts (default: queued requests "
+                   "join the running batch between model calls and leave it when done)");
       sub.add_option("--timeout", a->opts.timeout_s, "per-request timeout, queue + run (s)")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
