@@ -189,10 +189,12 @@ class GenerateRun {
   int rows() const;  // texts().size(): 2n with guidance, else n
   int height() const;
   int width() const;
-  size_t row_floats() const;  // C·H·W
-  bool done() const;          // every model call has completed
-  int next_call() const;      // 0-based index of the next model call in the full schedule
-  bool refine_next() const;   // does the next call run the refiner?
+  size_t row_floats() const;       // C·H·W
+  bool done() const;               // every model call has completed
+  int next_call() const;           // 0-based index of the next model call in the full schedule
+  bool refine_next() const;        // does the next call run the refiner?
+  int num_calls() const;           // model calls in the full schedule (next_call() counts up to it)
+  bool refine_at(int call) const;  // the refine flag of call `call` (false outside the schedule)
   // The time the caller spent encoding texts() (reported as timings.encode_s).
   void add_encode_seconds(double s);
 

@@ -147,6 +147,10 @@ size_t GenerateRun::row_floats() const { return s_->img; }
 bool GenerateRun::done() const { return s_->call >= s_->r.num_calls; }
 int GenerateRun::next_call() const { return s_->call; }
 bool GenerateRun::refine_next() const { return !done() && s_->refine[s_->call]; }
+int GenerateRun::num_calls() const { return s_->r.num_calls; }
+bool GenerateRun::refine_at(int call) const {
+  return call >= 0 && call < s_->r.num_calls && s_->refine[call];
+}
 void GenerateRun::add_encode_seconds(double sec) { s_->r.timings.encode_s += sec; }
 
 void GenerateRun::write_input(float* in, float* t) {

@@ -92,11 +92,12 @@ std::string Metrics::render(const QueueGauges& q, const EngineStats& e) {
   scalar(&out, "duet_jobs_running", "gauge", "Jobs in the running batch.", q.running);
   scalar(&out, "duet_jobs_stored", "gauge", "Jobs held in the job table.", q.jobs_stored);
   scalar(&out, "duet_ready", "gauge", "1 when accepting work.", q.ready ? 1 : 0);
-  queue_wait_.render("duet_queue_wait_seconds", "Time from submission to the start of its batch.",
-                     &out);
-  run_time_.render("duet_run_seconds", "Time from the start of its batch to completion.", &out);
-  batch_images_.render("duet_batch_images", "Images per denoiser batch.", &out);
-  batch_requests_.render("duet_batch_requests", "Requests per denoiser batch.", &out);
+  queue_wait_.render("duet_queue_wait_seconds", "Time from submission to the job's start.", &out);
+  run_time_.render("duet_run_seconds", "Time from the job's start to its completion.", &out);
+  batch_images_.render("duet_batch_images", "Images running in the batch when jobs start in it.",
+                       &out);
+  batch_requests_.render("duet_batch_requests", "Jobs running in the batch when jobs start in it.",
+                         &out);
   scalar(&out, "duet_denoiser_evaluations_total", "counter", "Batched denoiser calls.",
          static_cast<double>(e.denoiser_evaluations));
   scalar(&out, "duet_denoiser_rows_total", "counter", "Rows over all denoiser calls.",

@@ -42,8 +42,9 @@ struct Member {
   GenerateParams params;
   std::unique_ptr<GenerateRun> run;
   GenerateProgressFn progress;
-  Status status;        // set when the request failed or was cancelled
-  bool active = false;  // started and neither failed nor finished
+  Status status;         // set when the request failed or was cancelled
+  bool active = false;   // started and neither failed nor finished
+  bool waiting = false;  // joined a running batch; makes calls once in phase with it
 };
 
 // Runs a batch's members to completion on the calling thread, merging compatible model calls.
@@ -91,12 +92,15 @@ class BatchRunner {
         Member& mb = members[i];
         if (mb.active) encode(mb);
         if (mb.active && mb.run->done()) mb.active = false;  // img2img with no call left
+        mb.waiting = mb.active && joined > 0;
         changed = true;
       }
       joined = members.size();
       if (members.empty()) return;
       if (changed) reshape(members);
       changed = false;
+      for (Member& mb : members)
+        if (mb.waiting) mb.waiting = !in_phase(mb, members);
       if (std::any_of(members.begin(), members.end(), [](const Member& m) { return m.active; }))
         round(members);
     }
@@ -150,18 +154,36 @@ class BatchRunner {
     }
   }
 
+  // Can a member that joined a running batch start making calls? Only when its refine flags
+  // agree, call for call, with those of every running member of its size over the calls both
+  // still have: otherwise they would never share a call again (refine and plain calls cannot be
+  // merged) and each round would make two half-size calls. A periodic schedule ("every 3") comes
+  // into phase within one period; with no running member of its size it starts at once.
+  static bool in_phase(const Member& w, const std::vector<Member>& members) {
+    const GenerateRun& a = *w.run;
+    for (const Member& m : members) {
+      if (!m.active || m.waiting) continue;
+      const GenerateRun& b = *m.run;
+      if (a.height() != b.height() || a.width() != b.width()) continue;
+      const int common = std::min(a.num_calls() - a.next_call(), b.num_calls() - b.next_call());
+      for (int k = 0; k < common; ++k)
+        if (a.refine_at(a.next_call() + k) != b.refine_at(b.next_call() + k)) return false;
+    }
+    return true;
+  }
+
   // One round: every active member's next call, in groups of equal (size, refine) under the
   // row cap, one model call per group.
   void round(std::vector<Member>& members) {
     std::fill(handled_.begin(), handled_.end(), false);
     for (size_t i = 0; i < members.size(); ++i) {
-      if (!members[i].active || handled_[i]) continue;
+      if (!members[i].active || members[i].waiting || handled_[i]) continue;
       const GenerateRun& a = *members[i].run;
       const int cap = max_rows_ ? max_rows_(a.height(), a.width()) : 0;  // 0 = no cap
       group_.clear();
       int rows = 0;
       for (size_t j = i; j < members.size(); ++j) {
-        if (!members[j].active || handled_[j]) continue;
+        if (!members[j].active || members[j].waiting || handled_[j]) continue;
         const GenerateRun& b = *members[j].run;
         if (a.height() == b.height() && a.width() == b.width() &&
             a.refine_next() == b.refine_next() &&

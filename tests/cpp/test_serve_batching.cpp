@@ -275,21 +275,24 @@ TEST(ServeBatching, ContinuousBatchingAdmitsBetweenCalls) {
   EXPECT_EQ(feed.results.at(101)->pixels, solo[1]);
   EXPECT_EQ(feed.results.at(102).status().code(), StatusCode::kCancelled);
   EXPECT_NE(feed.results.at(103).status().message().find("unencodable"), std::string::npos);
-  // admit() sees the running images: A alone, then A + B, and C is gone once cancelled.
-  ASSERT_GE(feed.images.size(), 5u);
+  // admit() sees the running images: A alone, then A + B, A + B + C, and C is gone once
+  // cancelled (after its first call).
+  ASSERT_GE(feed.images.size(), 6u);
   EXPECT_EQ(feed.images[2], 1);
   EXPECT_EQ(feed.images[3], 3);
-  EXPECT_EQ(feed.images[4], 3);
+  EXPECT_EQ(feed.images[4], 4);
+  EXPECT_EQ(feed.images[5], 3);
   // A (6 calls from round 1) is reported before the 7th admit; B (6 calls from round 3) runs on
   // alone and is reported before the 9th, the last (nothing left, nothing admitted).
   EXPECT_LT(feed.pos("done 100"), feed.pos("admit 7"));
   EXPECT_GT(feed.pos("done 101"), feed.pos("admit 8"));
   EXPECT_LT(feed.pos("done 101"), feed.pos("admit 9"));
   EXPECT_EQ(feed.images.size(), 9u);
-  // A and B (same refine phase: B is 2 calls behind, refine every 2) share rounds 3-6 (6 rows).
+  // Rows per model call. Refine every 2: B joins 2 calls behind A, in phase, and shares every
+  // call with it (6 rows); C, admitted before round 4 out of phase, waits one round and makes its
+  // only call with them in round 5 (8 rows) rather than a call of its own.
   std::vector<int> rows(calls.rows.begin() + static_cast<long>(before), calls.rows.end());
-  EXPECT_EQ(std::count(rows.begin(), rows.end(), 6), 4);
-  EXPECT_EQ(std::count(rows.begin(), rows.end(), 4), 2);  // B's rounds 7-8 alone
+  EXPECT_EQ(rows, (std::vector<int>{2, 2, 6, 6, 8, 6, 4, 4}));
 }
 
 TEST(ServeBatching, ValidationUsesThePipelineRules) {
