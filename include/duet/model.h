@@ -130,9 +130,14 @@ class Context {
   // x_t F32 [B, C, H, W] (B <= max_batch, H, W as planned), t F32 [B] real-valued timesteps,
   // prompt with batch B. refine: run the refiner + gate + fusion.
   Status denoise(const Tensor& x_t, const Tensor& t, const PromptState& prompt, bool refine);
+  // The same with a per-row choice: the first refine_rows rows (0 <= refine_rows <= B) run the
+  // refiner + gate + fusion, the rest do not; each row gets what a call with its own flag gives
+  // (one call for requests at different points of their refine schedules).
+  Status denoise_rows(const Tensor& x_t, const Tensor& t, const PromptState& prompt,
+                      int64_t refine_rows);
 
-  // Views of the last denoise's outputs (batch B of that call); r/eps_d/alpha are empty when it
-  // did not refine.
+  // Views of the last denoise's outputs (batch B of that call); r/eps_d/alpha hold its refined
+  // rows only (empty when it did not refine).
   Tensor eps() const;    // [B, C, H, W] the fused prediction
   Tensor eps_s() const;  // [B, C, H, W] backbone
   Tensor r() const;      // [B, C, H, W] refiner output

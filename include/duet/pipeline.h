@@ -67,6 +67,16 @@ class Denoiser {
   // Must not allocate on the heap after prepare().
   virtual Status denoise(const float* x, const float* t, int batch, int height, int width,
                          const PromptEmbedding& prompts, bool refine, float* out) = 0;
+  // Optional: one call in which only the first refine_rows rows (0 < refine_rows < batch) run
+  // the refiner + gate, each row getting what a call with its own refine flag would give it
+  // (rows of requests at different points of their refine schedules share one call). The
+  // default reports kUnimplemented: callers then make one call per flag.
+  virtual Status denoise_mixed(const float* x, const float* t, int batch, int height, int width,
+                               const PromptEmbedding& prompts, int refine_rows, float* out) {
+    (void)x, (void)t, (void)batch, (void)height, (void)width, (void)prompts, (void)refine_rows,
+        (void)out;
+    return unimplemented("this denoiser cannot refine some rows of a call only");
+  }
 
   // Optional, for callers that cache encoded prompts one text at a time (the server's prompt
   // cache): a batch embedding whose row i is the single-text embedding rows[i] (each from

@@ -22,12 +22,14 @@ Tensor batch_view(const Tensor& t, int64_t b) {
 Tensor Context::eps() const { return batch_view(s_->eps, s_->last_b); }
 Tensor Context::eps_s() const { return batch_view(s_->eps_s, s_->last_b); }
 Tensor Context::c() const { return batch_view(s_->c, s_->last_b); }
-Tensor Context::r() const { return s_->last_refined ? batch_view(s_->r, s_->last_b) : Tensor{}; }
+Tensor Context::r() const {
+  return s_->last_refined ? batch_view(s_->r, s_->last_refined) : Tensor{};
+}
 Tensor Context::eps_d() const {
-  return s_->last_refined ? batch_view(s_->eps_d, s_->last_b) : Tensor{};
+  return s_->last_refined ? batch_view(s_->eps_d, s_->last_refined) : Tensor{};
 }
 Tensor Context::alpha() const {
-  return s_->last_refined ? batch_view(s_->alpha, s_->last_b) : Tensor{};
+  return s_->last_refined ? batch_view(s_->alpha, s_->last_refined) : Tensor{};
 }
 void Context::set_hook(IntermediateHook hook) { s_->hook = std::move(hook); }
 const Model& Context::model() const { return *s_->model; }
@@ -103,6 +105,12 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
 }
 
 Status Context::denoise(const Tensor& x_t, const Tensor& t, const PromptState& ps, bool refine) {
+  const int64_t B = x_t.rank() == 4 ? x_t.dim(0) : 0;  // a bad x_t is reported by denoise_rows
+  return denoise_rows(x_t, t, ps, refine ? B : 0);
+}
+
+Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptState& ps,
+                             int64_t refine_rows) {
   State& s = *s_;
   const Model::Impl& m = *s.m;
   const Backend& be = *s.be;
@@ -124,8 +132,11 @@ Status Context::denoise(const Tensor& x_t, const Tensor& t, const PromptState& p
     return invalid_argument("denoise: prompt state has batch " + std::to_string(ps.batch) +
                             " but x_t has batch " + std::to_string(B) +
                             " (or the state is not from this model)");
+  if (refine_rows < 0 || refine_rows > B)
+    return invalid_argument("denoise: refine_rows must be in [0, " + std::to_string(B) + "], got " +
+                            std::to_string(refine_rows));
   s.last_b = B;
-  s.last_refined = false;
+  s.last_refined = 0;
   const int64_t per = C * s.H * s.W;
   WorkspaceScope scope(s.ws);
 
@@ -146,25 +157,29 @@ Status Context::denoise(const Tensor& x_t, const Tensor& t, const PromptState& p
 
   backbone_forward(s, x_t.f32(), B, c_silu, ps, s.eps_s.f32());
   s.emit("eps_s", s.eps_s.f32(), {B, C, s.H, s.W});
-  if (!refine) {
-    std::memcpy(s.eps.f32(), s.eps_s.f32(), sizeof(float) * B * per);
+  // Rows [R, B) take the backbone's prediction as is.
+  const int64_t R = refine_rows;
+  std::memcpy(s.eps.f32() + R * per, s.eps_s.f32() + R * per, sizeof(float) * (B - R) * per);
+  if (R == 0) {
     s.emit("eps", s.eps.f32(), {B, C, s.H, s.W});
     return Status::ok();
   }
-  refiner_forward(s, x_t.f32(), s.eps_s.f32(), B, c, c_silu, s.r.f32());
-  s.emit("r", s.r.f32(), {B, C, s.H, s.W});
-  s.spectral->highpass(s.r.f32(), B * C, s.eps_d.f32());  // eps_d = HP(r)
-  s.emit("eps_d", s.eps_d.f32(), {B, C, s.H, s.W});
-  float* hp_s = s.ws.alloc(B * per);
-  s.spectral->highpass(s.eps_s.f32(), B * C, hp_s);
-  s.emit("hp_s", hp_s, {B, C, s.H, s.W});
-  // alpha = sigmoid(fc2(SiLU(fc1(sinusoid(t)))))   [B]
-  be.linear(*m.gate_fc1, sin, B, tmp);
-  be.linear(*m.gate_fc2, tmp, B, s.alpha.f32());  // sigmoid fused
-  s.emit("alpha", s.alpha.f32(), {B});
-  glue::fuse(s.eps_s.f32(), hp_s, s.eps_d.f32(), s.alpha.f32(), B, per, s.eps.f32());
+  // Rows [0, R): refiner, gate and fusion. Every op here is per row, so these rows get what a
+  // call over them alone would give them.
+  refiner_forward(s, x_t.f32(), s.eps_s.f32(), R, c, c_silu, s.r.f32());
+  s.emit("r", s.r.f32(), {R, C, s.H, s.W});
+  s.spectral->highpass(s.r.f32(), R * C, s.eps_d.f32());  // eps_d = HP(r)
+  s.emit("eps_d", s.eps_d.f32(), {R, C, s.H, s.W});
+  float* hp_s = s.ws.alloc(R * per);
+  s.spectral->highpass(s.eps_s.f32(), R * C, hp_s);
+  s.emit("hp_s", hp_s, {R, C, s.H, s.W});
+  // alpha = sigmoid(fc2(SiLU(fc1(sinusoid(t)))))   [R]
+  be.linear(*m.gate_fc1, sin, R, tmp);
+  be.linear(*m.gate_fc2, tmp, R, s.alpha.f32());  // sigmoid fused
+  s.emit("alpha", s.alpha.f32(), {R});
+  glue::fuse(s.eps_s.f32(), hp_s, s.eps_d.f32(), s.alpha.f32(), R, per, s.eps.f32());
   s.emit("eps", s.eps.f32(), {B, C, s.H, s.W});
-  s.last_refined = true;
+  s.last_refined = R;
   return Status::ok();
 }
 

@@ -25,7 +25,7 @@ struct Context::State {
   std::unique_ptr<SpectralPlan> spectral;
   IntermediateHook hook;
   int64_t last_b = 0;
-  bool last_refined = false;
+  int64_t last_refined = 0;  // rows of the last denoise that ran the refiner (its first rows)
 
   void emit(const char* name, const float* data, Shape shape) const {
     if (hook) hook(name, Tensor::view(data, std::move(shape)));

@@ -131,6 +131,11 @@ class ModelDenoiser : public Denoiser {
 
   Status denoise(const float* x, const float* t, int batch, int height, int width,
                  const PromptEmbedding& prompts, bool refine, float* out) override {
+    return denoise_mixed(x, t, batch, height, width, prompts, refine ? batch : 0, out);
+  }
+
+  Status denoise_mixed(const float* x, const float* t, int batch, int height, int width,
+                       const PromptEmbedding& prompts, int refine_rows, float* out) override {
     if (!ctx_) return internal_error("denoise called before prepare");
     // Views are rebuilt only when the caller's buffers change (the pipeline's never do), so the
     // steady state allocates nothing.
@@ -147,7 +152,7 @@ class ModelDenoiser : public Denoiser {
     h_ = height;
     w_ = width;
     const auto& ps = static_cast<const ModelPrompt&>(prompts).state;
-    DUET_RETURN_IF_ERROR(ctx_->denoise(x_view_, t_view_, ps, refine));
+    DUET_RETURN_IF_ERROR(ctx_->denoise_rows(x_view_, t_view_, ps, refine_rows));
     const size_t n = static_cast<size_t>(batch) * info_.channels * height * width;
     if (!eps_) {  // the context's output buffer is planned once; fetch its view once
       const Tensor e = ctx_->eps();

@@ -53,14 +53,18 @@ class BatchRunner {
   // max_rows(h, w): the most rows one model call may take at that size (memory cap, 0 = none).
   // concat_ok: whether the denoiser implements concat(); learnt once per engine (a denoiser
   // without it gets each group's texts encoded at once, and nothing is encoded per text).
+  // mixed_ok: whether the denoiser implements denoise_mixed(); learnt the same way (without it,
+  // runs that disagree in the refine flag make separate calls and joining runs wait until they
+  // are in phase).
   BatchRunner(Denoiser& real, serve::PromptCache& cache, int64_t bytes_per_row, Counters& counters,
-              std::function<int(int, int)> max_rows, bool& concat_ok)
+              std::function<int(int, int)> max_rows, bool& concat_ok, bool& mixed_ok)
       : real_(real),
         cache_(cache),
         bytes_per_row_(bytes_per_row),
         counters_(counters),
         max_rows_(std::move(max_rows)),
-        concat_ok_(concat_ok) {}
+        concat_ok_(concat_ok),
+        mixed_ok_(mixed_ok) {}
 
   // Runs `members` and whatever admit(members) appends (called before every round) to
   // completion; each member is handed to done() as soon as it has finished, failed or been
@@ -100,7 +104,7 @@ class BatchRunner {
       if (changed) reshape(members);
       changed = false;
       for (Member& mb : members)
-        if (mb.waiting) mb.waiting = !in_phase(mb, members);
+        if (mb.waiting) mb.waiting = !mixed_ok_ && !in_phase(mb, members);
       if (std::any_of(members.begin(), members.end(), [](const Member& m) { return m.active; }))
         round(members);
     }
@@ -143,7 +147,7 @@ class BatchRunner {
     if (t_.size() < static_cast<size_t>(rows)) t_.resize(rows);
     group_.reserve(m);
     handled_.assign(m, false);
-    key_.assign((m + 63) / 64, 0);
+    key_.assign(2 * ((m + 63) / 64), 0);
     memo_.clear();
     for (auto it = parts_.begin(); it != parts_.end();) {
       bool used = false;
@@ -172,8 +176,9 @@ class BatchRunner {
     return true;
   }
 
-  // One round: every active member's next call, in groups of equal (size, refine) under the
-  // row cap, one model call per group.
+  // One round: every active member's next call, in groups of equal size (and refine flag, unless
+  // the denoiser refines some rows of a call only) under the row cap, one model call per group;
+  // in a group the refining members come first.
   void round(std::vector<Member>& members) {
     std::fill(handled_.begin(), handled_.end(), false);
     for (size_t i = 0; i < members.size(); ++i) {
@@ -186,13 +191,15 @@ class BatchRunner {
         if (!members[j].active || members[j].waiting || handled_[j]) continue;
         const GenerateRun& b = *members[j].run;
         if (a.height() == b.height() && a.width() == b.width() &&
-            a.refine_next() == b.refine_next() &&
+            (mixed_ok_ || a.refine_next() == b.refine_next()) &&
             (group_.empty() || cap <= 0 || rows + b.rows() <= cap)) {
           group_.push_back(static_cast<int>(j));
           handled_[j] = true;
           rows += b.rows();
         }
       }
+      std::stable_partition(group_.begin(), group_.end(),
+                            [&](int j) { return members[j].run->refine_next(); });
       const Status st = call(members, group_);
       if (!st.is_ok()) {
         if (group_.size() > 1) {  // isolate the failing request: each runs this call alone
@@ -219,13 +226,17 @@ class BatchRunner {
   Status call(std::vector<Member>& members, std::span<const int> group) {
     const GenerateRun& first = *members[group[0]].run;
     const int h = first.height(), w = first.width();
-    const bool refine = first.refine_next();
     const size_t img = first.row_floats();
-    int rows = 0;
+    int rows = 0, refine_rows = 0;
+    size_t refining = 0;  // members (a prefix of the group) whose call refines
     for (int j : group) {
       GenerateRun& r = *members[j].run;
       r.write_input(x_.data() + rows * img, t_.data() + rows);
       rows += r.rows();
+      if (r.refine_next()) {
+        refine_rows += r.rows();
+        ++refining;
+      }
     }
     auto emb = embedding(members, group, rows);
     if (!emb.is_ok()) return emb.status();
@@ -233,8 +244,19 @@ class BatchRunner {
       DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
       prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
     }
-    DUET_RETURN_IF_ERROR(
-        real_.denoise(x_.data(), t_.data(), rows, h, w, **emb, refine, out_.data()));
+    if (refine_rows == 0 || refine_rows == rows) {
+      DUET_RETURN_IF_ERROR(
+          real_.denoise(x_.data(), t_.data(), rows, h, w, **emb, refine_rows > 0, out_.data()));
+    } else {
+      const Status st =
+          real_.denoise_mixed(x_.data(), t_.data(), rows, h, w, **emb, refine_rows, out_.data());
+      if (st.code() == StatusCode::kUnimplemented) {  // learn it once; one call per flag
+        mixed_ok_ = false;
+        DUET_RETURN_IF_ERROR(call(members, group.first(refining)));
+        return call(members, group.subspan(refining));
+      }
+      DUET_RETURN_IF_ERROR(st);
+    }
     counters_.evaluations.fetch_add(1);
     counters_.rows.fetch_add(rows);
     rows = 0;
@@ -252,8 +274,13 @@ class BatchRunner {
   // denoiser without concat() gets the group's texts encoded at once, uncached.
   Result<const PromptEmbedding*> embedding(const std::vector<Member>& members,
                                            std::span<const int> group, int rows) {
+    // Key: the members, then which of them refine (which fixes the row order).
     std::fill(key_.begin(), key_.end(), 0);
-    for (int j : group) key_[j / 64] |= uint64_t{1} << (j % 64);
+    const size_t half = key_.size() / 2;
+    for (int j : group) {
+      key_[j / 64] |= uint64_t{1} << (j % 64);
+      if (members[j].run->refine_next()) key_[half + j / 64] |= uint64_t{1} << (j % 64);
+    }
     if (auto it = memo_.find(key_); it != memo_.end()) return it->second.get();
     std::vector<std::string> texts;
     texts.reserve(rows);
@@ -303,10 +330,11 @@ class BatchRunner {
   std::vector<float> x_, t_, out_;  // [rows, C, H, W], [rows]: the largest call's size
   std::vector<int> group_;          // members of the call being formed
   std::vector<bool> handled_;       // per member, this round
-  std::vector<uint64_t> key_;       // bit set of a group's members (memo key)
+  std::vector<uint64_t> key_;       // bit sets of a group's members and refining members
   std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
   std::map<std::string, std::shared_ptr<PromptEmbedding>> parts_;  // this batch's encodings
   bool& concat_ok_;
+  bool& mixed_ok_;
 };
 
 std::string format_mib(int64_t bytes) {
@@ -414,7 +442,7 @@ class PipelineEngine : public ImageEngine {
     auto done = [&](Member& mb) { feed.finished(mb.job, collect(mb)); };
     BatchRunner runner(
         *model_, cache_, opts_.bytes_per_prompt_row, counters_,
-        [this](int h, int w) { return max_rows(h, w); }, concat_ok_);
+        [this](int h, int w) { return max_rows(h, w); }, concat_ok_, mixed_ok_);
     try {
       runner.run(members, admit, done);
     } catch (const std::exception& e) {
@@ -492,6 +520,7 @@ class PipelineEngine : public ImageEngine {
   std::mutex rows_mu_;
   std::map<std::pair<int, int>, int> max_rows_;
   bool concat_ok_ = true;  // the denoiser implements concat() (until it says otherwise)
+  bool mixed_ok_ = true;   // ... and denoise_mixed()
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -75,6 +76,40 @@ TEST_F(ModelTest, NoRefineReturnsBackboneOnly) {
   for (int64_t i = 0; i < eps.numel(); ++i) ASSERT_EQ(eps.f32()[i], eps_s.f32()[i]);
   EXPECT_TRUE((*ctx)->r().empty());
   EXPECT_TRUE((*ctx)->alpha().empty());
+}
+
+// denoise_rows: the first R rows refine, the others do not, in one call; each row gets what a
+// call with its own flag gives it (the backbone runs at the same batch size, so the plain rows
+// are bit-identical; the refined rows within 1e-5, as a smaller batch above).
+TEST_F(ModelTest, MixedRefineRowsEqualSeparateCalls) {
+  auto model = load_tiny();
+  ContextOptions co;
+  co.max_batch = 4;
+  auto ctx = Context::create(model, co);
+  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  const Tensor x = random_x(4, model->config(), 7);
+  Tensor t = Tensor::zeros({4});
+  for (int i = 0; i < 4; ++i) t.f32()[i] = 100.0f + 230.0f * i;
+  auto ps = model->encode_prompt({"a shoe", "a bag", "a dress", "a coat"});
+  ASSERT_TRUE(ps.is_ok());
+  auto eps_of = [&](int refine_rows) {
+    EXPECT_TRUE((*ctx)->denoise_rows(x, t, *ps, refine_rows).is_ok());
+    const Tensor e = (*ctx)->eps();
+    return std::vector<float>(e.f32(), e.f32() + e.numel());
+  };
+  const std::vector<float> all = eps_of(4), none = eps_of(0), mixed = eps_of(2);
+  EXPECT_EQ((*ctx)->r().dim(0), 2);
+  EXPECT_EQ((*ctx)->alpha().dim(0), 2);
+  const size_t half = all.size() / 2;
+  double worst = 0;
+  for (size_t i = 0; i < half; ++i) worst = std::max(worst, std::fabs(double(mixed[i]) - all[i]));
+  EXPECT_LE(worst, 1e-5);
+  for (size_t i = half; i < all.size(); ++i) ASSERT_EQ(mixed[i], none[i]) << i;
+  double differ = 0;  // the refined rows really differ from the plain ones
+  for (size_t i = 0; i < half; ++i) differ = std::max(differ, std::fabs(double(all[i]) - none[i]));
+  EXPECT_GT(differ, 1e-3);
+  EXPECT_EQ((*ctx)->denoise_rows(x, t, *ps, 5).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*ctx)->denoise_rows(x, t, *ps, -1).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ModelTest, BadInputsAreInvalidArgumentNotCrashes) {

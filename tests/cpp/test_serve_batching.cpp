@@ -23,7 +23,8 @@ namespace {
 
 struct Calls {
   std::mutex mu;
-  std::vector<int> rows;  // rows of every denoise call
+  std::vector<int> rows;         // rows of every denoise call
+  std::vector<int> refine_rows;  // of which refined (the first ones)
   int encodes = 0;
 };
 
@@ -70,9 +71,23 @@ class RowDenoiser : public Denoiser {
     return 1000 * static_cast<int64_t>(e.batch());
   }
   void set_concat(bool on) { concat_ = on; }
+  void set_mixed(bool on) { mixed_ = on; }
   Status prepare(int, int, int) override { return Status::ok(); }
   Status denoise(const float* x, const float* t, int batch, int height, int width,
                  const PromptEmbedding& prompts, bool refine, float* out) override {
+    return rows(x, t, batch, height, width, prompts, refine ? batch : 0, out);
+  }
+  Status denoise_mixed(const float* x, const float* t, int batch, int height, int width,
+                       const PromptEmbedding& prompts, int refine_rows, float* out) override {
+    if (!mixed_) return Denoiser::denoise_mixed(x, t, batch, height, width, prompts, 1, out);
+    if (refine_rows <= 0 || refine_rows >= batch) return internal_error("not a mixed call");
+    return rows(x, t, batch, height, width, prompts, refine_rows, out);
+  }
+
+ private:
+  // Rows [0, refine_rows) refine. Each row's output depends only on its own x, t, text and flag.
+  Status rows(const float* x, const float* t, int batch, int height, int width,
+              const PromptEmbedding& prompts, int refine_rows, float* out) {
     const auto& h = static_cast<const RowEmbedding&>(prompts).hashes();
     if (static_cast<int>(h.size()) != batch) return internal_error("prompt batch mismatch");
     const size_t img = static_cast<size_t>(info_.channels) * height * width;
@@ -80,16 +95,17 @@ class RowDenoiser : public Denoiser {
       for (size_t i = 0; i < img; ++i)
         out[b * img + i] = 0.3f * x[b * img + i] +
                            0.2f * std::sin(0.001f * t[b] + (h[b] % 97) * 0.1f + i * 0.05f) +
-                           (refine ? 0.01f : 0.0f);
+                           (b < refine_rows ? 0.01f : 0.0f);
     std::lock_guard<std::mutex> lock(calls_->mu);
     calls_->rows.push_back(batch);
+    calls_->refine_rows.push_back(refine_rows);
     return Status::ok();
   }
 
- private:
   DenoiserInfo info_;
   Calls* calls_;
   bool concat_ = true;
+  bool mixed_ = true;
 };
 
 ImageRequest req(const std::string& prompt, int64_t seed, float cfg, int n) {
@@ -241,58 +257,79 @@ struct ScriptedFeed : BatchFeed {
 
 // Continuous batching: requests admitted into a running batch between model calls get their solo
 // images, share calls with the running ones, and each is reported as soon as it ends; a
-// cancelled or failing admitted request leaves the others alone.
+// cancelled or failing admitted request leaves the others alone. With a denoiser that refines
+// some rows of a call only (denoise_mixed), a request joins at once whatever its refine phase;
+// without, it waits until its refine flags are in phase with the running requests'.
 TEST(ServeBatching, ContinuousBatchingAdmitsBetweenCalls) {
-  Calls calls;
-  auto engine = make_pipeline_engine(std::make_unique<RowDenoiser>(&calls));
-  const std::vector<ImageRequest> reqs = {req("a coat", 21, 4.0f, 1), req("a shirt", 22, 3.0f, 2),
-                                          req("a boot", 23, 4.0f, 1), req("[[bad]]", 24, 4.0f, 1)};
-  std::vector<std::vector<float>> solo;
-  for (size_t i = 0; i < 2; ++i) {
-    auto out = run(*engine, {reqs[i]});
-    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
-    solo.push_back(out[0]->pixels);
-  }
-  std::atomic<bool> cancel_c{false};
-  std::vector<EngineJob> jobs(4);
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    jobs[i].request = &reqs[i];
-    jobs[i].tag = 100 + i;
-  }
-  jobs[2].cancel = &cancel_c;
-  jobs[2].progress = [&](int step, int) { cancel_c = step >= 1; };
-  ScriptedFeed feed;
-  feed.at[3] = {jobs[1]};  // before the 3rd round
-  feed.at[4] = {jobs[2]};
-  feed.at[5] = {jobs[3]};
-  const size_t before = calls.rows.size();
-  engine->run_continuous({jobs[0]}, feed);
+  for (const bool mixed : {true, false}) {
+    SCOPED_TRACE(mixed ? "denoise_mixed" : "no denoise_mixed");
+    Calls calls;
+    auto denoiser = std::make_unique<RowDenoiser>(&calls);
+    denoiser->set_mixed(mixed);
+    auto engine = make_pipeline_engine(std::move(denoiser));
+    // A runs from the start; B joins before round 3, C (cancelled after its first call) before
+    // round 4, D (fails to encode) before round 5, E before round 6. Refine every 2: calls 1, 3,
+    // 5 (0-based) refine, so B is in phase with A, C and E are not.
+    const std::vector<ImageRequest> reqs = {req("a coat", 21, 4.0f, 1), req("a shirt", 22, 3.0f, 2),
+                                            req("a boot", 23, 4.0f, 1), req("[[bad]]", 24, 4.0f, 1),
+                                            req("a bag", 25, 5.0f, 1)};
+    std::map<size_t, std::vector<float>> solo;
+    for (size_t i : {0, 1, 4}) {
+      auto out = run(*engine, {reqs[i]});
+      ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
+      solo[i] = out[0]->pixels;
+    }
+    std::atomic<bool> cancel_c{false};
+    std::vector<EngineJob> jobs(reqs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      jobs[i].request = &reqs[i];
+      jobs[i].tag = 100 + i;
+    }
+    jobs[2].cancel = &cancel_c;
+    jobs[2].progress = [&](int step, int) { cancel_c = step >= 1; };
+    ScriptedFeed feed;
+    for (int k = 1; k <= 4; ++k) feed.at[k + 2] = {jobs[k]};  // before rounds 3, 4, 5, 6
+    const size_t before = calls.rows.size();
+    engine->run_continuous({jobs[0]}, feed);
 
-  ASSERT_EQ(feed.results.size(), 4u);
-  ASSERT_TRUE(feed.results.at(100).is_ok()) << feed.results.at(100).status().to_string();
-  ASSERT_TRUE(feed.results.at(101).is_ok()) << feed.results.at(101).status().to_string();
-  EXPECT_EQ(feed.results.at(100)->pixels, solo[0]);  // bit-identical to running alone
-  EXPECT_EQ(feed.results.at(101)->pixels, solo[1]);
-  EXPECT_EQ(feed.results.at(102).status().code(), StatusCode::kCancelled);
-  EXPECT_NE(feed.results.at(103).status().message().find("unencodable"), std::string::npos);
-  // admit() sees the running images: A alone, then A + B, A + B + C, and C is gone once
-  // cancelled (after its first call).
-  ASSERT_GE(feed.images.size(), 6u);
-  EXPECT_EQ(feed.images[2], 1);
-  EXPECT_EQ(feed.images[3], 3);
-  EXPECT_EQ(feed.images[4], 4);
-  EXPECT_EQ(feed.images[5], 3);
-  // A (6 calls from round 1) is reported before the 7th admit; B (6 calls from round 3) runs on
-  // alone and is reported before the 9th, the last (nothing left, nothing admitted).
-  EXPECT_LT(feed.pos("done 100"), feed.pos("admit 7"));
-  EXPECT_GT(feed.pos("done 101"), feed.pos("admit 8"));
-  EXPECT_LT(feed.pos("done 101"), feed.pos("admit 9"));
-  EXPECT_EQ(feed.images.size(), 9u);
-  // Rows per model call. Refine every 2: B joins 2 calls behind A, in phase, and shares every
-  // call with it (6 rows); C, admitted before round 4 out of phase, waits one round and makes its
-  // only call with them in round 5 (8 rows) rather than a call of its own.
-  std::vector<int> rows(calls.rows.begin() + static_cast<long>(before), calls.rows.end());
-  EXPECT_EQ(rows, (std::vector<int>{2, 2, 6, 6, 8, 6, 4, 4}));
+    ASSERT_EQ(feed.results.size(), 5u);
+    for (size_t i : {0, 1, 4}) {
+      const Result<ImageOutput>& r = feed.results.at(100 + i);
+      ASSERT_TRUE(r.is_ok()) << i << ": " << r.status().to_string();
+      EXPECT_EQ(r->pixels, solo[i]) << i;  // bit-identical to running alone
+    }
+    EXPECT_EQ(feed.results.at(102).status().code(), StatusCode::kCancelled);
+    EXPECT_NE(feed.results.at(103).status().message().find("unencodable"), std::string::npos);
+    // admit() sees the running images: A; A + B; C is gone once cancelled, D once failed; after
+    // A has finished, B + E.
+    ASSERT_GE(feed.images.size(), 7u);
+    EXPECT_EQ(feed.images[2], 1);
+    EXPECT_EQ(feed.images[3], 3);
+    EXPECT_EQ(feed.images[4], 3);
+    EXPECT_EQ(feed.images[5], 3);
+    EXPECT_EQ(feed.images[6], 3);
+    // A (6 calls from round 1) is reported before the 7th admit, B (from round 3) before the
+    // 9th, while E goes on.
+    EXPECT_LT(feed.pos("done 100"), feed.pos("admit 7"));
+    EXPECT_LT(feed.pos("done 101"), feed.pos("admit 9"));
+    EXPECT_GT(feed.pos("done 104"), feed.pos("admit 9"));
+    std::vector<int> rows(calls.rows.begin() + static_cast<long>(before), calls.rows.end());
+    std::vector<int> refined(calls.refine_rows.begin() + static_cast<long>(before),
+                             calls.refine_rows.end());
+    if (mixed) {
+      // One call per round: C's and E's first calls are mixed calls with A and B (rounds 4 and
+      // 6), and B and E share rounds 7-8 half in refine, half not.
+      EXPECT_EQ(rows, (std::vector<int>{2, 2, 6, 8, 6, 8, 6, 6, 2, 2, 2}));
+      EXPECT_EQ(refined, (std::vector<int>{0, 2, 0, 6, 0, 6, 2, 4, 2, 0, 2}));
+      EXPECT_EQ(feed.images.size(), 12u);
+    } else {
+      // Round 4's mixed call is refused once, then made as two calls (A + B refining, C not);
+      // E waits through round 6 and joins B in phase in round 7.
+      EXPECT_EQ(rows, (std::vector<int>{2, 2, 6, 6, 2, 6, 6, 6, 6, 2, 2, 2, 2}));
+      EXPECT_EQ(refined, (std::vector<int>{0, 2, 0, 6, 0, 0, 6, 0, 6, 0, 2, 0, 2}));
+      EXPECT_EQ(feed.images.size(), 13u);
+    }
+  }
 }
 
 TEST(ServeBatching, ValidationUsesThePipelineRules) {
@@ -429,7 +466,8 @@ TEST(ServeBatching, RealModelBatchedImagesEqualSoloImages) {
   auto engine = make_pipeline_engine(std::move(model).value());
   const EngineInfo& info = engine->info();
   std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a sneaker", 77, 1.0f, 1),
-                                    req("a bag", 5, 7.5f, 1)};
+                                    req("a bag", 5, 7.5f, 1), req("a coat", 9, 3.0f, 1)};
+  reqs[3].refine_every = 1;  // refines its first call, the others do not: a mixed call
   for (auto& r : reqs) {
     r.width = info.width;
     r.height = info.height;
