@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Load test for `duet serve` (python3 stdlib only: threads + http.client).
 
-Starts the server once per --max-batch value (`SERVER_CMD --port 0 --max-batch B`; a value "Bs"
-adds --static-batching, e.g. --max-batch 1,8,8s compares static with continuous batching), then for each
+Starts the server once per --max-batch value (`SERVER_CMD --port 0 --max-batch B`; a value "Bc"
+adds --continuous-batching, e.g. --max-batch 1,8,8c compares static with continuous batching), then for each
 concurrency level runs closed-loop clients that POST /v1/images/generations until --requests
 requests have completed or --duration seconds have passed, and reports throughput, latency
 percentiles, the 429 rate and the server's peak RSS (VmHWM). With --rounds R every cell is run R
@@ -55,11 +55,11 @@ def cpu_seconds(pid):
 
 
 def start_server(cmd, config, max_queue):
-    """config: a --max-batch value, "B" (continuous batching, the default) or "Bs" (static)."""
-    args = shlex.split(cmd) + ["--port", "0", "--max-batch", config.rstrip("s"),
+    """config: a --max-batch value, "B" (static batching, the default) or "Bc" (continuous)."""
+    args = shlex.split(cmd) + ["--port", "0", "--max-batch", config.rstrip("c"),
                                "--max-queue", str(max_queue)]
-    if config.endswith("s"):
-        args.append("--static-batching")
+    if config.endswith("c"):
+        args.append("--continuous-batching")
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -144,8 +144,8 @@ def main():
     ap.add_argument("--server", required=True, help="server command without --port/--max-batch")
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--max-batch", default="1,8",
-                    help="server configurations: B = --max-batch B, Bs = the same with "
-                         "--static-batching; the first is the baseline of the gain lines")
+                    help="server configurations: B = --max-batch B, Bc = the same with "
+                         "--continuous-batching; the first is the baseline of the gain lines")
     ap.add_argument("--max-queue", type=int, default=32)
     ap.add_argument("--requests", type=int, default=64, help="requests per level (upper bound)")
     ap.add_argument("--duration", type=float, default=60, help="seconds per level (upper bound)")
@@ -168,8 +168,8 @@ def main():
     results = []
     batches_list = [x.strip() for x in a.max_batch.split(",")]
     for x in batches_list:
-        if not re.fullmatch(r"[1-9][0-9]*s?", x):
-            ap.error(f"--max-batch: '{x}' is not B or Bs (a positive integer, optionally with s)")
+        if not re.fullmatch(r"[1-9][0-9]*c?", x):
+            ap.error(f"--max-batch: '{x}' is not B or Bc (a positive integer, optionally with c)")
     for rnd in range(a.rounds):
         for mb in batches_list:
             results += run_server_levels(a, mb, rnd, body_for)

@@ -26,9 +26,10 @@ struct ServeOptions {
   int port = 8080;     // 0 = ephemeral
   int max_queue = 64;  // queued (not yet running) jobs; more -> 429
   int max_batch = 8;   // images per denoiser batch (before guidance doubling)
-  // Queued compatible requests join a running batch between model calls, and each request leaves
-  // it as soon as it is done (false: a batch runs to its end before the next one starts).
-  bool continuous_batching = true;
+  // true: queued compatible requests join a running batch between model calls and each request
+  // leaves it as soon as it is done. false (default, faster at saturation on CPUs: see
+  // docs/serving.md): a batch runs to its end before the next one starts.
+  bool continuous_batching = false;
   double timeout_s = 300;     // per request, queue + run; then the job fails (504)
   std::string api_key;        // empty = no authentication
   int http_threads = 64;      // HTTP worker threads (blocking requests hold one each)

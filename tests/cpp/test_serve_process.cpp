@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "test_serve_util.h"
 
@@ -161,6 +163,39 @@ TEST(ServeProcess, RealModelServesAndDrains) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(parse_or_null(r->body)["data"].size(), 2u);
+  ASSERT_EQ(kill(p.pid, SIGTERM), 0);
+  EXPECT_EQ(p.wait_exit(60000), 0) << p.stderr_text();
+}
+
+// --continuous-batching with the real model: concurrent requests (joining each other's running
+// batch at different points of their refine schedules) get the images they get alone.
+TEST(ServeProcess, RealModelContinuousBatching) {
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no model at " << dir;
+  ServeProcess p;
+  ASSERT_TRUE(p.start({"--model", dir, "--threads", "2", "--continuous-batching"}))
+      << p.output << p.stderr_text();
+  EXPECT_NE(p.output.find(", continuous"), std::string::npos) << p.output;
+  auto generate = [&](int seed) {
+    httplib::Client c("127.0.0.1", p.port);
+    c.set_read_timeout(120, 0);
+    auto r = c.Post("/v1/images/generations",
+                    R"({"prompt":"a dark bag","steps":7,"seed":)" + std::to_string(seed) + "}",
+                    "application/json");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    return r && r->status == 200 ? parse_or_null(r->body)["data"][0].value("b64_json", "") : "";
+  };
+  std::vector<std::string> together(4);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&, i] { together[i] = generate(10 + i); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(3 * i));  // joins at different calls
+  }
+  for (auto& t : clients) t.join();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FALSE(together[i].empty());
+    EXPECT_EQ(together[i], generate(10 + i)) << "request " << i << " batched vs alone";
+  }
   ASSERT_EQ(kill(p.pid, SIGTERM), 0);
   EXPECT_EQ(p.wait_exit(60000), 0) << p.stderr_text();
 }

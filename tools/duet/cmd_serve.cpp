@@ -140,9 +140,9 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--max-batch", a->opts.max_batch, "images per denoiser batch")
           ->capture_default_str()
           ->check(CLI::Range(1, 1024));
-      sub.add_flag("!--static-batching", a->opts.continuous_batching,
-                   "run each batch to its end before the next starts (default: queued requests "
-                   "join the running batch between model calls and leave it when done)");
+      sub.add_flag("--continuous-batching", a->opts.continuous_batching,
+                   "queued requests join the running batch between model calls and leave it "
+                   "when done (default: each batch runs to its end before the next starts)");
       sub.add_option("--timeout", a->opts.timeout_s, "per-request timeout, queue + run (s)")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
