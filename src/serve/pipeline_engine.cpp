@@ -146,6 +146,7 @@ class BatchRunner {
     }
     if (t_.size() < static_cast<size_t>(rows)) t_.resize(rows);
     group_.reserve(m);
+    order_.reserve(m);
     handled_.assign(m, false);
     key_.assign(2 * ((m + 63) / 64), 0);
     memo_.clear();
@@ -198,8 +199,13 @@ class BatchRunner {
           rows += b.rows();
         }
       }
-      std::stable_partition(group_.begin(), group_.end(),
-                            [&](int j) { return members[j].run->refine_next(); });
+      // Refining members first, each part in member order (not std::stable_partition: it
+      // allocates a temporary buffer, and rounds must not allocate).
+      order_.clear();
+      for (const bool refining : {true, false})
+        for (int j : group_)
+          if (members[j].run->refine_next() == refining) order_.push_back(j);
+      group_.swap(order_);
       const Status st = call(members, group_);
       if (!st.is_ok()) {
         if (group_.size() > 1) {  // isolate the failing request: each runs this call alone
@@ -329,6 +335,7 @@ class BatchRunner {
   int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
   std::vector<float> x_, t_, out_;  // [rows, C, H, W], [rows]: the largest call's size
   std::vector<int> group_;          // members of the call being formed
+  std::vector<int> order_;          // scratch: group_ reordered, refining members first
   std::vector<bool> handled_;       // per member, this round
   std::vector<uint64_t> key_;       // bit sets of a group's members and refining members
   std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
