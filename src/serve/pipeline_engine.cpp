@@ -68,7 +68,8 @@ class BatchRunner {
 
   // Runs `members` and whatever admit(members) appends (called before every round) to
   // completion; each member is handed to done() as soon as it has finished, failed or been
-  // cancelled, and dropped. Buffers grow only when members join, never in a round.
+  // cancelled, and dropped. Buffers grow only when members join; the first call after a
+  // membership change re-concatenates its prompt state; other rounds allocate nothing.
   void run(std::vector<Member>& members, const std::function<void(std::vector<Member>&)>& admit,
            const std::function<void(Member&)>& done) {
     size_t joined = 0;  // members before this index are encoded and counted in the buffers
