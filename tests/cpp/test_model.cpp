@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -38,6 +39,15 @@ Tensor fill_t(int64_t b, float v) {
   return t;
 }
 
+// A context planned for max_batch rows of the model's default size (null on failure).
+std::unique_ptr<Context> context_for(const std::shared_ptr<const Model>& model, int64_t max_batch) {
+  ContextOptions co;
+  co.max_batch = max_batch;
+  auto ctx = Context::create(model, co);
+  EXPECT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  return ctx.is_ok() ? std::move(ctx).value() : nullptr;
+}
+
 class ModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -48,19 +58,17 @@ class ModelTest : public ::testing::Test {
 
 TEST_F(ModelTest, SmallerBatchEqualsRowsOfFullBatch) {
   auto model = load_tiny();
-  ContextOptions co;
-  co.max_batch = 3;
-  auto ctx = Context::create(model, co);
-  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  auto ctx = context_for(model, 3);
+  ASSERT_TRUE(ctx);
   Tensor x = random_x(3, model->config(), 1);
   auto ps3 = model->encode_prompt({"a shoe", "a shoe", "a shoe"});
   ASSERT_TRUE(ps3.is_ok());
-  ASSERT_TRUE((*ctx)->denoise(x, fill_t(3, 400.f), *ps3, true).is_ok());
-  std::vector<float> full((*ctx)->eps().f32(), (*ctx)->eps().f32() + (*ctx)->eps().numel());
+  ASSERT_TRUE(ctx->denoise(x, fill_t(3, 400.f), *ps3, true).is_ok());
+  std::vector<float> full(ctx->eps().f32(), ctx->eps().f32() + ctx->eps().numel());
   auto ps1 = model->encode_prompt({"a shoe"});
   Tensor x1 = Tensor::view(x.f32(), {1, x.dim(1), x.dim(2), x.dim(3)});
-  ASSERT_TRUE((*ctx)->denoise(x1, fill_t(1, 400.f), *ps1, true).is_ok());
-  const Tensor e1 = (*ctx)->eps();
+  ASSERT_TRUE(ctx->denoise(x1, fill_t(1, 400.f), *ps1, true).is_ok());
+  const Tensor e1 = ctx->eps();
   ASSERT_EQ(e1.dim(0), 1);
   for (int64_t i = 0; i < e1.numel(); ++i) EXPECT_NEAR(e1.f32()[i], full[i], 1e-5);
 }
@@ -83,23 +91,21 @@ TEST_F(ModelTest, NoRefineReturnsBackboneOnly) {
 // are bit-identical; the refined rows within 1e-5, as a smaller batch above).
 TEST_F(ModelTest, MixedRefineRowsEqualSeparateCalls) {
   auto model = load_tiny();
-  ContextOptions co;
-  co.max_batch = 4;
-  auto ctx = Context::create(model, co);
-  ASSERT_TRUE(ctx.is_ok()) << ctx.status().to_string();
+  auto ctx = context_for(model, 4);
+  ASSERT_TRUE(ctx);
   const Tensor x = random_x(4, model->config(), 7);
   Tensor t = Tensor::zeros({4});
   for (int i = 0; i < 4; ++i) t.f32()[i] = 100.0f + 230.0f * i;
   auto ps = model->encode_prompt({"a shoe", "a bag", "a dress", "a coat"});
   ASSERT_TRUE(ps.is_ok());
   auto eps_of = [&](int refine_rows) {
-    EXPECT_TRUE((*ctx)->denoise_rows(x, t, *ps, refine_rows).is_ok());
-    const Tensor e = (*ctx)->eps();
+    EXPECT_TRUE(ctx->denoise_rows(x, t, *ps, refine_rows).is_ok());
+    const Tensor e = ctx->eps();
     return std::vector<float>(e.f32(), e.f32() + e.numel());
   };
   const std::vector<float> all = eps_of(4), none = eps_of(0), mixed = eps_of(2);
-  EXPECT_EQ((*ctx)->r().dim(0), 2);
-  EXPECT_EQ((*ctx)->alpha().dim(0), 2);
+  EXPECT_EQ(ctx->r().dim(0), 2);
+  EXPECT_EQ(ctx->alpha().dim(0), 2);
   const size_t half = all.size() / 2;
   double worst = 0;
   for (size_t i = 0; i < half; ++i) worst = std::max(worst, std::fabs(double(mixed[i]) - all[i]));
@@ -108,8 +114,8 @@ TEST_F(ModelTest, MixedRefineRowsEqualSeparateCalls) {
   double differ = 0;  // the refined rows really differ from the plain ones
   for (size_t i = 0; i < half; ++i) differ = std::max(differ, std::fabs(double(all[i]) - none[i]));
   EXPECT_GT(differ, 1e-3);
-  EXPECT_EQ((*ctx)->denoise_rows(x, t, *ps, 5).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*ctx)->denoise_rows(x, t, *ps, -1).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ctx->denoise_rows(x, t, *ps, 5).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ctx->denoise_rows(x, t, *ps, -1).code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ModelTest, BadInputsAreInvalidArgumentNotCrashes) {
