@@ -35,6 +35,11 @@ struct LoadOptions {
   // Compute precision of the weight-bearing layers (duet/precision.h): kBF16 / kInt8 quantise
   // at load (or take a `duet quantize` checkpoint's stored BF16 / I8 weights as they are).
   Precision precision = Precision::kF32;
+  // int8 mode: convolutions at bf16 (duet::layer_precision's rule) or, when false, fp32. The cpu
+  // backend forces false where oneDNN has no bf16 kernels (below AVX-512); bf16-stored conv
+  // weights are then widened exactly. Set it false on the reference backend to get that
+  // configuration's twin.
+  bool int8_bf16_convs = true;
 };
 
 struct ModelInfo {

@@ -19,7 +19,8 @@ namespace duet {
 enum class Precision { kF32, kBF16, kInt8 };
 
 const char* precision_name(Precision p);  // "f32" | "bf16" | "int8"
-// Parses "f32" | "fp32" | "bf16" | "int8"; otherwise kInvalidArgument naming `what` (the option
+// Parses "f32" | "fp32" | "bf16" | "int8" | "auto" (this CPU's fastest precision within the
+// quality guard: duet::cpu_auto_precision); otherwise kInvalidArgument naming `what` (the option
 // or field the string came from, e.g. "--precision") and the accepted values.
 Result<Precision> parse_precision(std::string_view s, std::string_view what = "precision");
 

@@ -50,6 +50,7 @@ struct EngineInfo {
   int default_steps = 20;
   float default_cfg_scale = 4.0f;
   int default_refine_every = 3;
+  int threads = 0;  // model compute threads (cpu_load.h; 0: not reported, e.g. the fake engine)
 };
 
 struct ImageTimings {

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "duet/cpu_features.h"
+
 namespace duet::bench {
 
 namespace {
@@ -103,11 +105,13 @@ double best_of(bool avx512, int threads, double seconds) {
 FmaPeak measure_fma_peak(int threads, double seconds) {
   FmaPeak p;
   p.threads = std::max(1, threads);
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) {
+  auto ci = cpu_info();  // honours DUET_MAX_ISA: the peak of the ISA duet runs at
+  if (!ci.is_ok()) return p;
+  const CpuIsa& isa = (*ci)->usable;
+  if (isa.avx512f) {
     p.avx512 = true;
     p.isa = "avx512f";
-  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  } else if (isa.avx2 && isa.fma) {
     p.isa = "avx2+fma";
   } else {
     return p;

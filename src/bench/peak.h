@@ -1,4 +1,5 @@
-// Measured FP32 FMA peak for `duet bench` (src/bench/peak.cpp): a register-only AVX-512 FMA loop
+// Measured FP32 FMA peak for `duet bench` / `duet info` (src/bench/peak.cpp): a register-only FMA
+// loop at the widest vector ISA duet may use (AVX-512 or AVX2, after DUET_MAX_ISA)
 // (16 independent accumulator chains, so FMA latency is hidden and only throughput counts).
 #pragma once
 

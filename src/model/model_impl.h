@@ -54,8 +54,11 @@ struct Model::Impl {
   BackendKind kind = BackendKind::kCpu;
   const Backend* be = nullptr;
   Precision precision = Precision::kF32;  // LoadOptions::precision
-  int64_t layer_counts[3] = {0, 0, 0};    // weight-bearing layers per Precision (f32, bf16, int8)
-  std::map<std::string, Tensor> store;    // fp32 weights by state_dict name (norms, embeddings)
+  // int8 mode's convolutions run bf16 (LoadOptions::int8_bf16_convs, false on the cpu backend
+  // without bf16 compute) or fp32.
+  bool int8_bf16_convs = true;
+  int64_t layer_counts[3] = {0, 0, 0};  // weight-bearing layers per Precision (f32, bf16, int8)
+  std::map<std::string, Tensor> store;  // fp32 weights by state_dict name (norms, embeddings)
 
   // text encoder
   const float* tok_emb = nullptr;  // [vocab, Dt]

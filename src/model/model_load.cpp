@@ -5,6 +5,7 @@
 #include <set>
 
 #include "duet/checkpoint.h"
+#include "duet/cpu_features.h"
 #include "duet/quantize.h"
 #include "duet/safetensors.h"
 #include "model/model_impl.h"
@@ -33,7 +34,13 @@ class Builder {
   // checkpoint (I8 + "<name>_scale"; an I8 layer run at a higher precision is dequantised).
   Result<LayerWeights> layer_weights(const std::string& prefix, const Shape& shape) {
     const std::string wname = prefix + ".weight";
-    const Precision p = layer_precision(wname, static_cast<int>(shape.size()), m_.precision);
+    Precision p = layer_precision(wname, static_cast<int>(shape.size()), m_.precision);
+    // int8 mode without bf16 convolutions: the weights are still bf16 values (as a `duet
+    // quantize` checkpoint stores them, so both give the same model on every CPU), widened to
+    // fp32 for an fp32 convolution.
+    const bool widen_bf16 =
+        p == Precision::kBF16 && m_.precision == Precision::kInt8 && !m_.int8_bf16_convs;
+    if (widen_bf16) p = Precision::kF32;
     ++m_.layer_counts[static_cast<int>(p)];
     auto it = src_.find(wname);
     if (it == src_.end()) return not_found("checkpoint is missing tensor '" + wname + "'");
@@ -67,6 +74,12 @@ class Builder {
     const int64_t n = out * per_out;
     switch (p) {
       case Precision::kF32:
+        if (widen_bf16 && t.dtype() != DType::kBF16) {
+          Tensor r = Tensor::zeros(shape);
+          for (int64_t i = 0; i < n; ++i) r.f32()[i] = ops::round_bf16(f32[i]);
+          scratch_.push_back(r);
+          f32 = r.f32();
+        }
         lw.f32 = f32;
         break;
       case Precision::kBF16: {
@@ -312,6 +325,12 @@ Result<std::shared_ptr<const Model>> Model::build_from(const ModelConfig& cfg,
   Impl& m = *model->impl_;
   m.cfg = cfg;
   m.kind = opts.backend;
+  m.int8_bf16_convs = opts.int8_bf16_convs;
+  if (opts.backend == BackendKind::kCpu) {
+    DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+    m.int8_bf16_convs = m.int8_bf16_convs && cpu->bf16_compute;
+    DUET_RETURN_IF_ERROR(cpu_precision_support(opts.precision, *cpu));
+  }
   m.be = &get_backend(opts.backend);
   m.info.name = cfg.name;
   m.info.backend = m.be->name();
@@ -338,6 +357,11 @@ Result<std::shared_ptr<const Model>> Model::build_from(const ModelConfig& cfg,
     m.info.notes.push_back("weights stored as " + m.info.weight_dtypes + "; all compute is fp32");
   }
   DUET_RETURN_IF_ERROR(build(m, tensors, release_from));
+  if (opts.precision == Precision::kInt8 && !m.int8_bf16_convs)
+    m.info.notes.push_back(opts.int8_bf16_convs
+                               ? "precision int8: convolutions run fp32 (this CPU has no bf16 "
+                                 "compute: oneDNN's bf16 kernels need AVX-512)"
+                               : "precision int8: convolutions run fp32 (int8_bf16_convs off)");
   if (opts.precision != Precision::kF32) {
     m.info.notes.push_back(std::string("precision ") + precision_name(opts.precision) + ": " +
                            std::to_string(m.layer_counts[2]) + " layers int8, " +
@@ -349,6 +373,10 @@ Result<std::shared_ptr<const Model>> Model::build_from(const ModelConfig& cfg,
 }
 
 Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const LoadOptions& opts) {
+  if (opts.backend == BackendKind::kCpu) {  // before the file: the CPU, not the file, is at fault
+    DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+    DUET_RETURN_IF_ERROR(cpu_precision_support(opts.precision, *cpu));
+  }
   DUET_ASSIGN_OR_RETURN(ModelConfig cfg, load_config(dir + "/config.json"));
   DUET_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::open(dir + "/model.safetensors"));
   DUET_ASSIGN_OR_RETURN(std::optional<Precision> stored, checkpoint_precision(dir));

@@ -41,12 +41,12 @@ void linear_bf16(const float* x, const uint16_t* w, const float* b, int64_t m, i
 }
 
 void linear_int8(const float* x, const int8_t* w, const float* w_scale, const float* b, int64_t m,
-                 int64_t k, int64_t n, float* y) {
+                 int64_t k, int64_t n, float* y, int act_levels) {
   float amax = 0.f;
   for (int64_t i = 0; i < m * k; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-  const float sx = int8_scale(amax), inv = 1.f / sx;
+  const float sx = int8_scale(amax, act_levels), inv = 1.f / sx;
   std::vector<int8_t> qx(static_cast<size_t>(m * k));
-  for (int64_t i = 0; i < m * k; ++i) qx[i] = quantize_s8(x[i], inv);
+  for (int64_t i = 0; i < m * k; ++i) qx[i] = quantize_s8(x[i], inv, act_levels);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t o = 0; o < n; ++o) {
       int32_t acc = 0;  // |acc| <= K * 127 * 127: exact for K < 133 000

@@ -3,9 +3,12 @@
 // compares them). Rounding is round-to-nearest-even everywhere.
 //
 //   bf16 : x -> the nearest bf16 (fp32 with the low 16 mantissa bits dropped, RNE).
-//   int8 : symmetric, scale = max|v| / 127 (1 when max|v| = 0), q = clamp(rne(v / scale), ±127);
-//          weights: one scale per output channel (row of W [out, in]);
-//          activations: one scale per call (the whole [M, K] input of the GEMM).
+//   int8 : symmetric, scale = max|v| / L (1 when max|v| = 0), q = clamp(rne(v / scale), ±L);
+//          weights: L = 127, one scale per output channel (row of W [out, in]);
+//          activations: one scale per call (the whole [M, K] input of the GEMM), L = 127 where
+//          the CPU has VNNI int8 dot products, L = 63 where it has not (AVX2, AVX-512 without
+//          VNNI: their u8·s8 pair instruction saturates at 16 bits, so activations travel as
+//          u8 = q + 64 in [1, 127] and every pair sum stays below 2^15 — see kInt8ActLevels*).
 //          y[i, o] = (float(Σ_k qx[i, k] · qw[o, k]) · sw[o]) · sx + b[o]   (int32 accumulation)
 #pragma once
 
@@ -28,13 +31,21 @@ inline float bf16_value(uint16_t b) {
 }
 inline float round_bf16(float f) { return bf16_value(bf16_bits(f)); }
 
-// Scale for a symmetric int8 quantisation of values with max |v| = amax.
-inline float int8_scale(float amax) { return amax > 0.f ? amax / 127.f : 1.f; }
-// clamp(rne(v * inv_scale), -127, 127); the magic-number rounding is RNE under the default FP
-// environment and vectorises (no libm call).
-inline int8_t quantize_s8(float v, float inv_scale) {
+// Activation levels L of the int8 GEMMs (header comment): with and without VNNI.
+constexpr int kInt8ActLevelsVnni = 127;
+constexpr int kInt8ActLevelsNoVnni = 63;
+constexpr int kInt8U8Offset = 64;  // no-VNNI activations are stored as u8 = q + 64
+
+// Scale for a symmetric quantisation to ±levels of values with max |v| = amax.
+inline float int8_scale(float amax, int levels = 127) {
+  return amax > 0.f ? amax / static_cast<float>(levels) : 1.f;
+}
+// clamp(rne(v * inv_scale), -levels, levels); the magic-number rounding is RNE under the default
+// FP environment and vectorises (no libm call).
+inline int8_t quantize_s8(float v, float inv_scale, int levels = 127) {
+  const float l = static_cast<float>(levels);
   float r = v * inv_scale;
-  r = r < -127.f ? -127.f : (r > 127.f ? 127.f : r);
+  r = r < -l ? -l : (r > l ? l : r);
   r = (r + 12582912.f) - 12582912.f;  // 1.5 * 2^23
   return static_cast<int8_t>(static_cast<int>(r));
 }
@@ -51,9 +62,9 @@ void dequantize_rows_int8(const int8_t* q, const float* scale, int64_t out, int6
 // y [M, N] = bf16(x) [M, K] · w_bf16 [N, K]ᵀ + b  (products exact, double accumulation).
 void linear_bf16(const float* x, const uint16_t* w, const float* b, int64_t m, int64_t k, int64_t n,
                  float* y);
-// y [M, N] as in the header comment: x quantised per call, w per output channel.
+// y [M, N] as in the header comment: x quantised per call to ±act_levels, w per output channel.
 void linear_int8(const float* x, const int8_t* w, const float* w_scale, const float* b, int64_t m,
-                 int64_t k, int64_t n, float* y);
+                 int64_t k, int64_t n, float* y, int act_levels = kInt8ActLevelsVnni);
 // bf16 convolution twin: ops::conv2d / ops::patch_embed on bf16-rounded inputs is done by the
 // reference backend with round_bf16 over x (weights are stored bf16).
 

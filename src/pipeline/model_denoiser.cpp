@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/cpu_load.h"
 #include "duet/model.h"
 #include "duet/pipeline.h"
 
@@ -183,7 +184,7 @@ Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, in
 
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
                                                 Precision precision) {
-  if (threads > 0) omp_set_num_threads(threads);
+  omp_set_num_threads(choose_threads(threads).threads);  // this thread's team (cpu_load.h)
   LoadOptions lo;
   lo.precision = precision;
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir, lo));

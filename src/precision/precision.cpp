@@ -3,6 +3,8 @@
 
 #include <array>
 
+#include "duet/cpu_features.h"
+
 namespace duet {
 
 const char* precision_name(Precision p) {
@@ -21,8 +23,12 @@ Result<Precision> parse_precision(std::string_view s, std::string_view what) {
   if (s == "f32" || s == "fp32") return Precision::kF32;
   if (s == "bf16") return Precision::kBF16;
   if (s == "int8") return Precision::kInt8;
+  if (s == "auto") {
+    DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+    return cpu_auto_precision(*cpu);
+  }
   return invalid_argument(std::string(what) + ": unknown precision '" + std::string(s) +
-                          "' (expected f32, bf16 or int8)");
+                          "' (expected f32, bf16, int8 or auto)");
 }
 
 namespace {

@@ -1,4 +1,5 @@
 #include "serve/api.h"
+#include "duet/cpu_features.h"
 
 #include <cmath>
 #include <limits>
@@ -279,6 +280,11 @@ std::string models_json(const EngineInfo& info) {
                 {"steps", info.default_steps},
                 {"cfg_scale", info.default_cfg_scale},
                 {"refine_every", info.default_refine_every}}}}}};
+  // The machine the figures come from: CPU, dispatch and the engine's thread choice.
+  json system = json::object();
+  if (auto cpu = cpu_info(); cpu.is_ok()) system["cpu"] = cpu_info_json(**cpu);
+  system["threads"] = info.threads;
+  m["duet"]["system"] = system;
   return json{{"object", "list"}, {"data", json::array({m})}}.dump();
 }
 

@@ -25,6 +25,7 @@
 #include <span>
 
 #include "diffusion/sampler.h"
+#include "duet/cpu_load.h"
 #include "duet/pipeline.h"
 #include "duet/serve_engine.h"
 #include "serve/prompt_cache.h"
@@ -393,6 +394,7 @@ class PipelineEngine : public ImageEngine {
     info_.samplers = diffusion::sampler_names();
     info_.default_refine_every = d.refine_every;
     info_.default_cfg_scale = d.cfg_scale;
+    info_.threads = choose_threads(o.threads).threads;
   }
 
   const EngineInfo& info() const override { return info_; }
@@ -438,7 +440,9 @@ class PipelineEngine : public ImageEngine {
   }
 
   void run_continuous(const std::vector<EngineJob>& jobs, BatchFeed& feed) override {
-    if (opts_.threads > 0) omp_set_num_threads(opts_.threads);  // this thread runs the model
+    // This thread runs the model: its team is the process's one choice (cpu_load.h: the CPUs
+    // other processes left free at start-up, or --threads), as at load.
+    omp_set_num_threads(choose_threads(opts_.threads).threads);
     std::vector<Member> members;
     members.reserve(jobs.size());
     for (const EngineJob& job : jobs) members.push_back(make_member(job));

@@ -22,6 +22,7 @@
 #include "backends/cpu/lowp_convert.h"
 #include "duet/precision.h"
 #include "ops/lowp.h"
+#include "test_util.h"
 
 namespace duet {
 namespace {
@@ -93,6 +94,14 @@ TEST(PrecisionNames, ParseAndName) {
   EXPECT_NE(bad.status().message().find("--precision"), std::string::npos);
   EXPECT_NE(bad.status().message().find("'fp16'"), std::string::npos);
   EXPECT_NE(bad.status().message().find("bf16"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("auto"), std::string::npos);
+  // auto: this CPU's choice, never an error
+  auto cpu = cpu_info();
+  ASSERT_TRUE(cpu.is_ok());
+  auto a = parse_precision("auto");
+  ASSERT_TRUE(a.is_ok());
+  EXPECT_EQ(*a, cpu_auto_precision(**cpu));
+  EXPECT_EQ(*a, (*cpu)->int8_compute && (*cpu)->usable.avx2 ? Precision::kInt8 : Precision::kF32);
 }
 
 TEST(PrecisionNames, LayerRule) {
@@ -153,12 +162,21 @@ TEST(PrecisionRounding, SimdConversionIsBitExactOnEveryTarget) {
     const float want_s = ops::int8_scale(amax), inv = 1.f / want_s;
     std::vector<int8_t> want_q(x.size());
     for (size_t i = 0; i < x.size(); ++i) want_q[i] = ops::quantize_s8(x[i], inv);
+    const float want_su = ops::int8_scale(amax, ops::kInt8ActLevelsNoVnni), inv_u = 1.f / want_su;
+    std::vector<uint8_t> want_u(x.size());
+    for (size_t i = 0; i < x.size(); ++i)
+      want_u[i] = static_cast<uint8_t>(ops::kInt8U8Offset +
+                                       ops::quantize_s8(x[i], inv_u, ops::kInt8ActLevelsNoVnni));
     for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
       hwy::SetSupportedTargetsForTest(t);
       std::vector<uint16_t> b(x.size());
       cpu::convert_bf16(x.data(), n, b.data());
       std::vector<int8_t> q(x.size());
       const float s = cpu::quantize_activations(x.data(), n, q.data());
+      std::vector<uint8_t> u(x.size());  // the no-VNNI input: 64 + q at ±63
+      const float su = cpu::quantize_activations_u8(x.data(), n, u.data());
+      EXPECT_EQ(su, want_su) << hwy::TargetName(t) << " u8 scale, n " << n;
+      EXPECT_EQ(u, want_u) << hwy::TargetName(t) << " u8 values, n " << n;
       EXPECT_EQ(b, want_b) << hwy::TargetName(t) << " bf16, n " << n;
       EXPECT_EQ(s, want_s) << hwy::TargetName(t) << " int8 scale, n " << n;
       EXPECT_EQ(q, want_q) << hwy::TargetName(t) << " int8 values, n " << n;
@@ -195,6 +213,14 @@ TEST(PrecisionOps, LinearBf16AndInt8MatchTheirTwins) {
       }
     for (Precision p : {Precision::kBF16, Precision::kInt8}) {
       SCOPED_TRACE(precision_name(p));
+      if (const std::string why = testing::precision_unavailable(p); !why.empty()) {
+        auto op = cpu.prepare_linear_weights(q.at(p, nullptr), b.data(), c.n, c.k, c.act);
+        ASSERT_FALSE(op.is_ok());  // refused by name, not by oneDNN's internals
+        EXPECT_EQ(op.status().message(), why);
+        std::printf("[ precision ] linear %s skipped on the cpu backend: %s\n", precision_name(p),
+                    why.c_str());
+        continue;
+      }
       const auto yc = run_linear(cpu, q.at(p, nullptr), b.data(), c.n, c.k, c.act, x, c.m);
       const auto yr = run_linear(ref, q.at(p, nullptr), b.data(), c.n, c.k, c.act, x, c.m);
       double worst = 0;
@@ -214,6 +240,8 @@ TEST(PrecisionOps, LinearBf16AndInt8MatchTheirTwins) {
 }
 
 TEST(PrecisionOps, ConvBf16MatchesItsTwin) {
+  if (const std::string why = testing::precision_unavailable(Precision::kBF16); !why.empty())
+    GTEST_SKIP() << why;
   const Backend& cpu = cpu_backend();
   const Backend& ref = reference_backend();
   struct ConvCase {
@@ -259,6 +287,28 @@ TEST(PrecisionOps, ConvBf16MatchesItsTwin) {
       ASSERT_NEAR(yc[i], yr[i], 1e-5 * (1 + std::fabs(yr[i]))) << "element " << i;
     EXPECT_LE(rel_l2(yc, y32), 1e-2);
   }
+}
+
+TEST(PrecisionOps, Bf16WithoutHardwareIsRefusedByName) {
+  const std::string why = testing::precision_unavailable(Precision::kBF16);
+  if (why.empty()) GTEST_SKIP() << "this CPU has bf16 compute (run with DUET_MAX_ISA=avx2)";
+  EXPECT_NE(why.find("precision bf16 is not available on this CPU"), std::string::npos) << why;
+  EXPECT_NE(why.find("AVX-512"), std::string::npos) << why;
+  EXPECT_NE(why.find("int8, f32 or auto"), std::string::npos) << why;
+  std::vector<uint16_t> wb(8 * 4 * 9);
+  LayerWeights lw;
+  lw.precision = Precision::kBF16;
+  lw.bf16 = wb.data();
+  ConvDesc d;
+  d.cin = 4;
+  d.cout = 8;
+  d.k = 3;
+  d.pad = 1;
+  auto r = cpu_backend().prepare_conv_weights(lw, nullptr, d);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().message(), why);
+  // the reference backend computes bf16 in software on every CPU
+  EXPECT_TRUE(reference_backend().prepare_conv_weights(lw, nullptr, d).is_ok());
 }
 
 TEST(PrecisionOps, ConvRefusesInt8) {

@@ -15,7 +15,18 @@
 #include <string>
 #include <string_view>
 
+#include "duet/cpu_features.h"
+
 namespace duet::testing {
+
+// Why the cpu backend cannot run `p` on this CPU (after DUET_MAX_ISA), or "" when it can: tests
+// skip those cases with this message (never fail them), and check the refusal instead.
+inline std::string precision_unavailable(Precision p) {
+  auto c = cpu_info();
+  if (!c.is_ok()) return c.status().message();
+  const Status s = cpu_precision_support(p, **c);
+  return s.is_ok() ? std::string() : s.message();
+}
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
 class TempDir {

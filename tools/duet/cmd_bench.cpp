@@ -38,6 +38,7 @@
 #include "bench/flops.h"
 #include "bench/peak.h"
 #include "command.h"
+#include "duet/cpu_features.h"
 #include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/safetensors.h"
@@ -128,6 +129,8 @@ Status run_bench(const BenchArgs& a) {
   nlohmann::json out;
   out["engine"] = "duet";
   out["threads"] = threads;
+  DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+  out["cpu"] = cpu_info_json(*cpu);  // which CPU and dispatch the figures came from
 
   // ---- FMA peak (before the model is loaded: nothing else running) ----
   const bench::FmaPeak peak = bench::measure_fma_peak(threads, a.peak_seconds);
@@ -395,6 +398,7 @@ Status run_bench(const BenchArgs& a) {
       "t %.2f\n",
       cfg.name.c_str(), static_cast<long long>(model->info().parameters), precision_name(precision),
       static_cast<long long>(B), threads, prompt.c_str(), tval);
+  std::printf("cpu: %s\n", cpu_info_line(*cpu).c_str());
   std::printf("FMA peak (%s): %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads\n", peak.isa,
               peak.gflops_1t, peak.gflops_nt, peak.threads);
   std::printf("%-26s %10s %10s %10s %9s %9s %7s\n", "stage", "median ms", "min ms", "max ms",

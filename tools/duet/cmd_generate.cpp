@@ -361,7 +361,8 @@ static duet::cli::CommandRegistrar registrar(
           ->capture_default_str();
       sub.add_flag("-q,--quiet", o->quiet, "no progress bar or summary line");
       sub.add_flag("--json", o->json, "machine-readable summary on stdout");
-      sub.add_option("--threads", o->threads, "CPU threads (0 = default)");
+      sub.add_option("--threads", o->threads,
+                     "CPU threads (0 = the CPUs other processes leave free: duet info)");
       cli::add_precision_option(sub, &o->precision);
       return [o]() { return run_generate(*o); };
     });

@@ -149,7 +149,8 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--api-key-file", a->api_key_file,
                      "file holding the API key (Bearer) required on every route but "
                      "/healthz, /readyz and the UI page");
-      sub.add_option("--threads", a->threads, "model compute threads (0 = all cores)")
+      sub.add_option("--threads", a->threads,
+                     "model compute threads (0 = the CPUs other processes leave free at start-up)")
           ->capture_default_str();
       duet::cli::add_precision_option(sub, &a->precision);
       sub.add_option("--http-threads", a->opts.http_threads, "HTTP worker threads")

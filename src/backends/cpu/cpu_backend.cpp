@@ -9,12 +9,23 @@
 #include "backends/cpu/dnnl_ops.h"
 #include "backends/cpu/fft_highpass.h"
 #include "backends/cpu/patch_conv.h"
+#include "duet/cpu_features.h"
 
 namespace duet {
 namespace {
 
 class CpuBackend final : public Backend {
  public:
+  // Applies DUET_MAX_ISA to oneDNN and Highway before any kernel runs (a malformed value is
+  // reported by Model::load through cpu_info()).
+  CpuBackend() { static_cast<void>(cpu_info()); }
+
+  // Reduced precision that oneDNN cannot run here is refused by name, not with its internal
+  // "could not create a primitive descriptor iterator".
+  static Status supported_here(Precision p) {
+    DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+    return cpu_precision_support(p, *cpu);
+  }
   const char* name() const override { return "cpu"; }
   Result<std::unique_ptr<PreparedLinear>> prepare_linear(const float* w, const float* b,
                                                          int64_t out, int64_t in,
@@ -33,10 +44,12 @@ class CpuBackend final : public Backend {
                                                                  int64_t in,
                                                                  Activation act) const override {
     if (w.precision == Precision::kF32) return cpu::dnnl_prepare_linear(w.f32, b, out, in, act);
+    DUET_RETURN_IF_ERROR(supported_here(w.precision));
     return cpu::dnnl_prepare_linear_lowp(w, b, out, in, act);
   }
   Result<std::unique_ptr<PreparedConv>> prepare_conv_weights(const LayerWeights& w, const float* b,
                                                              const ConvDesc& d) const override {
+    if (w.precision != Precision::kF32) DUET_RETURN_IF_ERROR(supported_here(w.precision));
     if (cpu::is_patch_conv(d)) {
       auto op = std::make_unique<cpu::PatchConv>();
       op->desc = d;

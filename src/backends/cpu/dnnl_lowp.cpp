@@ -10,6 +10,7 @@
 
 #include "backends/cpu/dnnl_common.h"
 #include "backends/cpu/lowp_convert.h"
+#include "duet/cpu_features.h"
 #include "ops/lowp.h"
 
 namespace duet::cpu {
@@ -71,11 +72,15 @@ class LowpLinear final : public PreparedLinear {
   mutable std::mutex mu;
   mutable std::map<int64_t, LowpEntry> cache;  // by M
 
+  // int8 without VNNI: u8 activations q + 64 (7-bit q, ops/lowp.h) with that constant src zero
+  // point, which oneDNN subtracts exactly in int32.
+  bool u8 = false;
+
   bool int8() const { return precision == Precision::kInt8; }
 
   dnnl::matmul::primitive_desc make_pd(int64_t m) const {
     const dt wdt = int8() ? dt::s8 : dt::bf16;
-    memory::desc src({m, in}, wdt, tag::ab), dst({m, out}, dt::f32, tag::ab);
+    memory::desc src({m, in}, u8 ? dt::u8 : wdt, tag::ab), dst({m, out}, dt::f32, tag::ab);
     memory::desc wei({in, out}, wdt, tag::any), b({1, out}, dt::f32, tag::ab);
     dnnl::primitive_attr attr = make_attr(Activation::kNone);
     dnnl::post_ops po;
@@ -84,6 +89,7 @@ class LowpLinear final : public PreparedLinear {
       // operands are passed at execution: oneDNN 2.6 picks the brgemm VNNI kernel only with
       // constant output scales (runtime ones fall back to gemm:jit with unpacked weights).
       attr.set_output_scales(1 << 1, w_scale);
+      if (u8) attr.set_zero_points(DNNL_ARG_SRC, 0, {ops::kInt8U8Offset});
       po.append_binary(dnnl::algorithm::binary_mul, memory::desc({1, 1}, dt::f32, tag::ab));
       po.append_binary(dnnl::algorithm::binary_add, b);
     }
@@ -127,7 +133,11 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear_lowp(const LayerWeig
     op->plain = memory(memory::desc({in, out}, q8 ? dt::s8 : dt::bf16, tag::ba), engine());
     const size_t bytes = static_cast<size_t>(in * out) * (q8 ? 1 : 2);
     std::memcpy(op->plain.get_data_handle(), q8 ? static_cast<const void*>(lw.s8) : lw.bf16, bytes);
-    if (q8) op->w_scale.assign(lw.scale, lw.scale + out);
+    if (q8) {
+      op->w_scale.assign(lw.scale, lw.scale + out);
+      DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+      op->u8 = cpu->int8_act_levels() == ops::kInt8ActLevelsNoVnni;
+    }
     op->packed = reorder_to(op->plain, op->make_pd(kRepresentativeRows).weights_desc());
     op->bias = bias_memory(b, {1, out}, out);
     return std::unique_ptr<PreparedLinear>(std::move(op));
@@ -142,8 +152,9 @@ void dnnl_linear_lowp(const PreparedLinear& p, const float* x, int64_t m, float*
   const LowpEntry& e = checked([&]() -> const LowpEntry& { return op.entry(m); });
   const int64_t n = m * op.in;
   if (op.int8()) {
-    auto* q = static_cast<int8_t*>(thread_buffer(ThreadBuffer::kActivations, n));
-    const float sx = quantize_activations(x, n, q);
+    void* q = thread_buffer(ThreadBuffer::kActivations, n);
+    const float sx = op.u8 ? quantize_activations_u8(x, n, static_cast<uint8_t*>(q))
+                           : quantize_activations(x, n, static_cast<int8_t*>(q));
     auto* sc = static_cast<float*>(thread_buffer(ThreadBuffer::kScales, sizeof(float)));
     *sc = sx;
     execute(e, q, y, op.bias, sc);

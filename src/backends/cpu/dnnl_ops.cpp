@@ -8,6 +8,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 
+#include "duet/cpu_features.h"
+
 namespace duet::cpu {
 
 using dnnl::memory;
@@ -15,7 +17,11 @@ using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
 dnnl::engine &engine() {
+  // The ISA cap (DUET_MAX_ISA) must reach oneDNN before its first primitive; a malformed cap is
+  // reported by Model::load (and every cpu_info() caller), not here.
+  static const bool capped = (static_cast<void>(cpu_info()), true);
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  (void)capped;
   return eng;
 }
 dnnl::stream &stream() {

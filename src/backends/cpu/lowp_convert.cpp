@@ -49,19 +49,23 @@ float MaxAbsChunk(const float* x, int64_t n) {
   return amax;
 }
 
-// q[i] = clamp(rne(x[i] · inv), ±127) (ops::quantize_s8).
-void QuantizeChunk(const float* x, int64_t n, float inv, int8_t* q) {
+// q[i] = offset + clamp(rne(x[i] · inv), ±levels) (ops::quantize_s8), T = int8_t / uint8_t.
+template <class T>
+void QuantizeChunk(const float* x, int64_t n, float inv, int levels, int offset, T* q) {
   const hn::ScalableTag<float> df;
   const hn::RebindToSigned<decltype(df)> di;
-  const hn::Rebind<int8_t, decltype(df)> d8;
+  const hn::Rebind<T, decltype(df)> d8;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  const auto vinv = hn::Set(df, inv), lo = hn::Set(df, -127.f), hi = hn::Set(df, 127.f);
+  const auto vinv = hn::Set(df, inv), lo = hn::Set(df, -static_cast<float>(levels)),
+             hi = hn::Set(df, static_cast<float>(levels));
+  const auto off = hn::Set(di, offset);
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) {
     const auto r = hn::Min(hn::Max(hn::Mul(hn::LoadU(df, x + i), vinv), lo), hi);
-    hn::StoreU(hn::DemoteTo(d8, hn::ConvertTo(di, hn::Round(r))), d8, q + i);  // Round: RNE
+    const auto v = hn::Add(hn::ConvertTo(di, hn::Round(r)), off);  // Round: RNE
+    hn::StoreU(hn::DemoteTo(d8, v), d8, q + i);                    // in range: exact
   }
-  for (; i < n; ++i) q[i] = ops::quantize_s8(x[i], inv);
+  for (; i < n; ++i) q[i] = static_cast<T>(offset + ops::quantize_s8(x[i], inv, levels));
 }
 
 void ToBf16(const float* x, int64_t n, uint16_t* y) {
@@ -71,17 +75,25 @@ void ToBf16(const float* x, int64_t n, uint16_t* y) {
     ToBf16Chunk(x + c * kChunk, std::min(kChunk, n - c * kChunk), y + c * kChunk);
 }
 
-float QuantizeInt8(const float* x, int64_t n, int8_t* q) {
+template <class T>
+float Quantize(const float* x, int64_t n, int levels, int offset, T* q) {
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   float amax = 0.f;
 #pragma omp parallel for schedule(static) reduction(max : amax) if (n >= kParallelMin)
   for (int64_t c = 0; c < chunks; ++c)
     amax = std::max(amax, MaxAbsChunk(x + c * kChunk, std::min(kChunk, n - c * kChunk)));
-  const float s = ops::int8_scale(amax), inv = 1.f / s;
+  const float s = ops::int8_scale(amax, levels), inv = 1.f / s;
 #pragma omp parallel for schedule(static) if (n >= kParallelMin)
   for (int64_t c = 0; c < chunks; ++c)
-    QuantizeChunk(x + c * kChunk, std::min(kChunk, n - c * kChunk), inv, q + c * kChunk);
+    QuantizeChunk(x + c * kChunk, std::min(kChunk, n - c * kChunk), inv, levels, offset,
+                  q + c * kChunk);
   return s;
+}
+float QuantizeInt8(const float* x, int64_t n, int8_t* q) {
+  return Quantize(x, n, ops::kInt8ActLevelsVnni, 0, q);
+}
+float QuantizeU8(const float* x, int64_t n, uint8_t* q) {
+  return Quantize(x, n, ops::kInt8ActLevelsNoVnni, ops::kInt8U8Offset, q);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -93,10 +105,14 @@ namespace duet::cpu {
 
 HWY_EXPORT(ToBf16);
 HWY_EXPORT(QuantizeInt8);
+HWY_EXPORT(QuantizeU8);
 
 void convert_bf16(const float* x, int64_t n, uint16_t* y) { HWY_DYNAMIC_DISPATCH(ToBf16)(x, n, y); }
 float quantize_activations(const float* x, int64_t n, int8_t* q) {
   return HWY_DYNAMIC_DISPATCH(QuantizeInt8)(x, n, q);
+}
+float quantize_activations_u8(const float* x, int64_t n, uint8_t* u) {
+  return HWY_DYNAMIC_DISPATCH(QuantizeU8)(x, n, u);
 }
 
 }  // namespace duet::cpu

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "duet/cpu_features.h"
 #include "ops/lowp.h"
 
 namespace duet {
@@ -31,6 +32,7 @@ class RefLinearInt8 : public PreparedLinear {
  public:
   std::vector<int8_t> w;  // [out, in]
   std::vector<float> scale, b;
+  int act_levels = ops::kInt8ActLevelsVnni;
 };
 
 // The activations of a bf16 convolution rounded to bf16 (a test twin: allocates per call).
@@ -74,7 +76,7 @@ class ReferenceBackend final : public Backend {
     } else if (p.precision == Precision::kInt8) {
       const auto& op = static_cast<const RefLinearInt8&>(p);
       ops::linear_int8(x, op.w.data(), op.scale.data(), op.b.empty() ? nullptr : op.b.data(), m,
-                       op.in, op.out, y);
+                       op.in, op.out, y, op.act_levels);
     } else {
       const auto& op = static_cast<const RefLinear&>(p);
       ops::linear(x, op.w.data(), op.b.empty() ? nullptr : op.b.data(), m, op.in, op.out, y);
@@ -98,6 +100,9 @@ class ReferenceBackend final : public Backend {
       auto r = std::make_unique<RefLinearInt8>();
       r->w.assign(lw.s8, lw.s8 + n);
       r->scale.assign(lw.scale, lw.scale + out);
+      // the activation levels the cpu backend uses on this CPU, so the twins stay comparable
+      DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
+      r->act_levels = cpu->int8_act_levels();
       if (b) r->b.assign(b, b + out);
       op = std::move(r);
     }
