@@ -75,9 +75,10 @@ nlohmann::json cpu_info_json(const CpuInfo& c);
 // not available on this CPU: ...; use --precision int8, f32 or auto").
 Status cpu_precision_support(Precision p, const CpuInfo& c);
 // `--precision auto`: the fastest precision this CPU runs whose demo image stays within the
-// quality guard (PSNR >= 35 dB vs f32, tested on every ISA CI runs): int8 wherever oneDNN has
-// int8 GEMMs at AVX2 or above (VNNI or not), else f32. bf16 is never faster than int8 here
-// (docs/benchmarks.md, precision table), so auto does not pick it. `why` gets the reason.
+// quality guard (PSNR >= 35 dB vs f32; PrecisionCli.AutoKeepsTheDemoImageWithinTheGuard checks
+// it on every ISA CI runs): int8 where oneDNN has VNNI int8 GEMMs (38.4 dB), else f32 — int8
+// without VNNI measured 31.8 dB (7-bit activations), and bf16 is slower than int8 wherever both
+// run. `why` gets the reason.
 Precision cpu_auto_precision(const CpuInfo& c, std::string* why = nullptr);
 
 }  // namespace duet

@@ -101,7 +101,7 @@ TEST(PrecisionNames, ParseAndName) {
   auto a = parse_precision("auto");
   ASSERT_TRUE(a.is_ok());
   EXPECT_EQ(*a, cpu_auto_precision(**cpu));
-  EXPECT_EQ(*a, (*cpu)->int8_compute && (*cpu)->usable.avx2 ? Precision::kInt8 : Precision::kF32);
+  EXPECT_EQ(*a, (*cpu)->int8_compute && (*cpu)->int8_vnni ? Precision::kInt8 : Precision::kF32);
 }
 
 TEST(PrecisionNames, LayerRule) {

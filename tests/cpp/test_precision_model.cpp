@@ -20,6 +20,7 @@
 #include <random>
 #include <vector>
 
+#include "duet/cpu_features.h"
 #include "duet/model.h"
 #include "duet/quantize.h"
 #include "test_util.h"
@@ -290,6 +291,37 @@ TEST(PrecisionCli, QuantizeBenchAndBadPrecision) {
                            testing::shell_quote(tmp.file("o.safetensors")) + " --precision int4");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--precision"), std::string::npos) << r.err;
+}
+
+// The demo image (models/fashion-duet, duet bench's quality guard: 20 dpmpp_2m steps, seed 0)
+// at int8 and at --precision auto, against fp32, on whatever ISA this run has (CI runs it again
+// with DUET_MAX_ISA=avx2). int8: >= 35 dB with VNNI, >= 30 dB without (7-bit activations);
+// auto: f32, or int8 only where that keeps >= 35 dB.
+TEST(PrecisionCli, Int8AndAutoKeepTheDemoImageWithinTheGuard) {
+  const std::string cli = DUET_CLI_PATH,
+                    demo = std::string(DUET_SOURCE_DIR) + "/models/fashion-duet";
+  auto cpu = cpu_info();
+  ASSERT_TRUE(cpu.is_ok());
+  for (const char* p : {"int8", "auto"}) {
+    auto r = testing::run_command(cli + " bench --model " + testing::shell_quote(demo) +
+                                  " --precision " + p +
+                                  " --reps 1 --steps 20 --gen-reps 1 --no-gemm --peak-seconds 0.01"
+                                  " --threads 2 --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << r.out;
+    const std::string chosen = j.value("precision", "");
+    if (chosen == "f32") {
+      EXPECT_STREQ(p, "auto");
+      EXPECT_FALSE((*cpu)->int8_vnni);
+      continue;
+    }
+    ASSERT_EQ(chosen, "int8") << p;
+    const double psnr = j["quality"].value("image_psnr_db", 0.0);
+    std::printf("[ precision ] demo image --precision %s (%s): PSNR %.2f dB vs fp32 on %s\n", p,
+                chosen.c_str(), psnr, (*cpu)->onednn_isa.c_str());
+    EXPECT_GE(psnr, std::string(p) == "auto" || (*cpu)->int8_vnni ? 35.0 : 30.0);
+  }
 }
 
 }  // namespace
