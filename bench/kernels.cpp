@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/cpu/dnnl_ops.h"
 #include "bench/peak.h"
 
 namespace {
@@ -77,6 +78,37 @@ BENCHMARK(BM_linear)
     ->Args({98, 384, 128, 0})
     ->Args({98, 512, 128, 0})
     ->Args({98, 384, 128, 1})
+    ->Unit(benchmark::kMicrosecond);
+
+// ---- GELU-fused linear, the MLP's fc1 (args: M, N, K, placement: 0 oneDNN post-op, 1 plain
+// matmul + Highway GELU pass, 2 = what the backend picks on this ISA) ----
+void BM_linear_gelu(benchmark::State& st) {
+  const int64_t m = st.range(0), n = st.range(1), k = st.range(2);
+  const duet::cpu::ActPlacement place[] = {duet::cpu::ActPlacement::kPostOp,
+                                           duet::cpu::ActPlacement::kSeparate,
+                                           duet::cpu::ActPlacement::kAuto};
+  const auto w = random_vec(n * k, 1), b = random_vec(n, 2), x = random_vec(m * k, 3);
+  auto op = duet::cpu::dnnl_prepare_linear(w.data(), b.data(), n, k, duet::Activation::kGeluTanh,
+                                           place[st.range(3)]);
+  if (!op.is_ok()) {
+    st.SkipWithError(op.status().message().c_str());
+    return;
+  }
+  std::vector<float> y(static_cast<size_t>(m * n));
+  for (auto _ : st) {
+    duet::cpu::dnnl_linear(*op.value(), x.data(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  static const char* names[] = {"post-op", "separate", "auto"};
+  set_flops(st, 2.0 * m * n * k, names[st.range(3)]);
+}
+BENCHMARK(BM_linear_gelu)
+    ->Args({98, 512, 128, 0})
+    ->Args({98, 512, 128, 1})
+    ->Args({98, 512, 128, 2})
+    ->Args({512, 5120, 1280, 0})
+    ->Args({512, 5120, 1280, 1})
+    ->Args({512, 5120, 1280, 2})
     ->Unit(benchmark::kMicrosecond);
 
 // ---- attention (args: batch, heads, Nq, Nk, head_dim, backend) ----

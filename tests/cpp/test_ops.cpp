@@ -12,6 +12,8 @@
 #include <hwy/targets.h>
 
 #include "backends/backend.h"
+#include "backends/cpu/activations.h"
+#include "backends/cpu/dnnl_ops.h"
 #include "ops/ops.h"
 
 namespace duet {
@@ -88,6 +90,45 @@ TEST(Ops, LinearAllActivationsAwkwardShapes) {
                        "linear m" + std::to_string(m) + " k" + std::to_string(k) + " n" +
                            std::to_string(n) + " act" + std::to_string(static_cast<int>(act)));
         }
+}
+
+// The GELU linear with the activation as oneDNN's post-op and as the separate Highway pass (the
+// cpu backend picks per ISA and size: dnnl_ops.h), on every Highway target, against the twin.
+// tolerance: as LinearAllActivationsAwkwardShapes (the pass itself: <= 2e-6 · (1 + |x|)).
+TEST(Ops, GeluLinearBothPlacementsEveryHighwayTarget) {
+  uint32_t seed = 900;
+  for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(t);
+    for (auto place : {cpu::ActPlacement::kPostOp, cpu::ActPlacement::kSeparate}) {
+      for (int64_t m : {1, 19, 98})
+        for (int64_t k : {7, 128})
+          for (int64_t n : {5, 33, 512}) {
+            Buf w = random_buf(n * k, seed++, -1.f, 1.f), b = random_buf(n, seed++),
+                x = random_buf(m * k, seed++, -3.f, 3.f);  // GELU's tails: both signs, |u| > 9
+            auto pr = ref().prepare_linear(w.data(), b.data(), n, k, Activation::kGeluTanh);
+            auto po =
+                cpu::dnnl_prepare_linear(w.data(), b.data(), n, k, Activation::kGeluTanh, place);
+            ASSERT_TRUE(pr.is_ok() && po.is_ok());
+            Buf yr(m * n), yo(m * n);
+            ref().linear(**pr, x.data(), m, yr.data());
+            cpu::dnnl_linear(**po, x.data(), m, yo.data());
+            expect_close(yo, yr, 1e-5 * std::sqrt(static_cast<double>(k)) + 2e-6, 1e-5,
+                         std::string(hwy::TargetName(t)) +
+                             (place == cpu::ActPlacement::kPostOp ? " post-op" : " separate") +
+                             " m" + std::to_string(m) + " k" + std::to_string(k) + " n" +
+                             std::to_string(n));
+          }
+    }
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  // the pass alone, far into both tails and at 0
+  std::vector<float> x = {-60.f, -12.f, -3.5f, -1e-3f, 0.f, 1e-3f, 0.5f, 2.f, 9.f, 40.f, 1e4f};
+  for (float v = -9.f; v < 9.f; v += 0.0137f) x.push_back(v);  // a full vector body and a tail
+  std::vector<float> y = x, r = x;
+  cpu::gelu_tanh_inplace(y.data(), static_cast<int64_t>(y.size()));
+  ops::gelu_tanh(r.data(), static_cast<int64_t>(r.size()));
+  for (size_t i = 0; i < x.size(); ++i)
+    EXPECT_NEAR(y[i], r[i], 2e-6 * (1 + std::fabs(r[i]))) << "x = " << x[i];
 }
 
 TEST(Ops, Conv2dKernelsStridesPatchEmbed) {

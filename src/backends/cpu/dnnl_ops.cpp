@@ -1,4 +1,5 @@
 #include "backends/cpu/dnnl_ops.h"
+#include "backends/cpu/activations.h"
 #include "backends/cpu/dnnl_common.h"
 
 #include <cstdio>
@@ -175,13 +176,28 @@ class DnnlLinear final : public PreparedLinear {
   memory packed;  // weights [K, N] logical (W^T) in the representative
                   // primitive's layout
   memory bias;    // [1, N]
+  // act = GELU: where it runs for a call of m rows (dnnl_ops.h, ActPlacement).
+  ActPlacement place = ActPlacement::kAuto;
+  bool onednn_avx512 = false;
+  // Below AVX-512 oneDNN 2.6 runs f32 matmul as gemm:jit with the eltwise post-op as a slow
+  // extra pass: for the demo's mlp_fc1 (98×512×128) post-op 233 us, plain matmul + Highway GELU
+  // 194 us, plain matmul alone 136 us. Once the output outgrows the L2 cache the separate pass
+  // pays for a second trip through memory and the post-op wins (seed-scale 512×5120×1280: 66 vs
+  // 75 ms). AVX-512 (brgemm) fuses it well at every size (bench/kernels.cpp BM_linear_gelu).
+  static constexpr int64_t kSeparateGeluMaxOutputs = 1 << 18;  // 1 MiB of fp32
+  bool separate_gelu(int64_t m) const {
+    if (act != Activation::kGeluTanh || place == ActPlacement::kPostOp) return false;
+    return place == ActPlacement::kSeparate ||
+           (!onednn_avx512 && m * out <= kSeparateGeluMaxOutputs);
+  }
   mutable std::mutex mu;
   mutable std::map<int64_t, Entry> cache;  // by M
 
   dnnl::matmul::primitive_desc make_pd(int64_t m) const {
     memory::desc src({m, in}, dt::f32, tag::ab), dst({m, out}, dt::f32, tag::ab);
     memory::desc wei({in, out}, dt::f32, tag::any), b({1, out}, dt::f32, tag::ab);
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst), make_attr(act),
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, wei, b, dst),
+                                        make_attr(separate_gelu(m) ? Activation::kNone : act),
                                         engine());
   }
   const Entry &entry(int64_t m) const {
@@ -205,13 +221,16 @@ constexpr int64_t kRepresentativeRows = 256;
 }  // namespace
 
 Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float *w, const float *b,
-                                                            int64_t out, int64_t in,
-                                                            Activation act) {
+                                                            int64_t out, int64_t in, Activation act,
+                                                            ActPlacement place) {
   try {
     auto op = std::make_unique<DnnlLinear>();
     op->out = out;
     op->in = in;
     op->act = act;
+    op->place = place;
+    auto cpu = cpu_info();
+    op->onednn_avx512 = cpu.is_ok() && (*cpu)->onednn_isa.rfind("avx512", 0) == 0;
     // W [N, K] row-major is W^T [K, N] in "ba" order.
     memory user(memory::desc({in, out}, dt::f32, tag::ba), engine(), const_cast<float *>(w));
     op->packed = reorder_to(user, op->make_pd(kRepresentativeRows).weights_desc());
@@ -228,6 +247,7 @@ void dnnl_linear(const PreparedLinear &p, const float *x, int64_t m, float *y) {
   const auto &op = static_cast<const DnnlLinear &>(p);
   const Entry &e = checked([&]() -> const Entry & { return op.entry(m); });
   execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
+  if (op.separate_gelu(m)) gelu_tanh_inplace(y, m * op.out);
 }
 
 }  // namespace duet::cpu

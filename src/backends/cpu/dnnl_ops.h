@@ -15,9 +15,15 @@
 
 namespace duet::cpu {
 
-Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float* w, const float* b,
-                                                            int64_t out, int64_t in,
-                                                            Activation act);
+// Where a GELU runs: fused as oneDNN's eltwise post-op, or as a separate Highway pass over the
+// output of a plain matmul (activations.h). kAuto picks by the ISA oneDNN dispatches to (the
+// per-ISA measurement is in docs/benchmarks.md, "GELU-fused GEMM"); the others are for tests and
+// bench/kernels.cpp. Other activations are always fused.
+enum class ActPlacement { kAuto, kPostOp, kSeparate };
+
+Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(
+    const float* w, const float* b, int64_t out, int64_t in, Activation act,
+    ActPlacement place = ActPlacement::kAuto);
 void dnnl_linear(const PreparedLinear& op, const float* x, int64_t m, float* y);
 
 }  // namespace duet::cpu
