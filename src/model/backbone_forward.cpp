@@ -74,7 +74,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   be.linear(*m.final_ada, c_silu, B, ada);      // [B, 2D] = shift, scale
   be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 2 * D, xn);
   be.linear(*m.final_linear, xn, BN, y);
-  s.emit("final_tokens", y, {B, N, cfg.patch_dim()});
+  s.emit("final_tokens", y, B, N, cfg.patch_dim());
   ops::unpatchify(y, B, gh, gw, p, C, eps_s);
 }
 

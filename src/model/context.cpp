@@ -123,7 +123,7 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
                             "] with 1 <= B <= " + std::to_string(s.max_b) + ", got " +
                             dtype_name(x_t.dtype()) + " " + shape_string(x_t.shape()));
   const int64_t B = x_t.dim(0);
-  if (t.dtype() != DType::kF32 || t.shape() != Shape{B})
+  if (t.dtype() != DType::kF32 || t.rank() != 1 || t.dim(0) != B)
     return invalid_argument("denoise: t must be F32 [" + std::to_string(B) + "], got " +
                             dtype_name(t.dtype()) + " " + shape_string(t.shape()));
   if (ps.batch != B || ps.k.size() != m.blocks.size() || ps.v.size() != m.blocks.size() ||
@@ -143,7 +143,7 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
   // c = t_mlp(sinusoid(t)) + pool_proj(p)   [B, D]
   float* sin = s.ws.alloc(B * kTimeEmbedDim);
   ops::timestep_sinusoid(t.f32(), B, kTimeEmbedDim, 10000.0, sin);
-  s.emit("t_sinusoid", sin, {B, kTimeEmbedDim});
+  s.emit("t_sinusoid", sin, B, kTimeEmbedDim);
   float* tmp = s.ws.alloc(B * std::max(D, cfg.gate.hidden));
   float* pp = s.ws.alloc(B * D);
   float* c = s.c.f32();
@@ -151,34 +151,34 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
   be.linear(*m.t_fc2, tmp, B, c);
   be.linear(*m.pool_proj, ps.p.f32(), B, pp);
   glue::add(c, pp, B * D);
-  s.emit("c", c, {B, D});
+  s.emit("c", c, B, D);
   float* c_silu = s.ws.alloc(B * D);
   glue::silu_copy(c, c_silu, B * D);
 
   backbone_forward(s, x_t.f32(), B, c_silu, ps, s.eps_s.f32());
-  s.emit("eps_s", s.eps_s.f32(), {B, C, s.H, s.W});
+  s.emit("eps_s", s.eps_s.f32(), B, C, s.H, s.W);
   // Rows [R, B) take the backbone's prediction as is.
   const int64_t R = refine_rows;
   std::memcpy(s.eps.f32() + R * per, s.eps_s.f32() + R * per, sizeof(float) * (B - R) * per);
   if (R == 0) {
-    s.emit("eps", s.eps.f32(), {B, C, s.H, s.W});
+    s.emit("eps", s.eps.f32(), B, C, s.H, s.W);
     return Status::ok();
   }
   // Rows [0, R): refiner, gate and fusion. Every op here is per row, so these rows get what a
   // call over them alone would give them.
   refiner_forward(s, x_t.f32(), s.eps_s.f32(), R, c, c_silu, s.r.f32());
-  s.emit("r", s.r.f32(), {R, C, s.H, s.W});
+  s.emit("r", s.r.f32(), R, C, s.H, s.W);
   s.spectral->highpass(s.r.f32(), R * C, s.eps_d.f32());  // eps_d = HP(r)
-  s.emit("eps_d", s.eps_d.f32(), {R, C, s.H, s.W});
+  s.emit("eps_d", s.eps_d.f32(), R, C, s.H, s.W);
   float* hp_s = s.ws.alloc(R * per);
   s.spectral->highpass(s.eps_s.f32(), R * C, hp_s);
-  s.emit("hp_s", hp_s, {R, C, s.H, s.W});
+  s.emit("hp_s", hp_s, R, C, s.H, s.W);
   // alpha = sigmoid(fc2(SiLU(fc1(sinusoid(t)))))   [R]
   be.linear(*m.gate_fc1, sin, R, tmp);
   be.linear(*m.gate_fc2, tmp, R, s.alpha.f32());  // sigmoid fused
-  s.emit("alpha", s.alpha.f32(), {R});
+  s.emit("alpha", s.alpha.f32(), R);
   glue::fuse(s.eps_s.f32(), hp_s, s.eps_d.f32(), s.alpha.f32(), R, per, s.eps.f32());
-  s.emit("eps", s.eps.f32(), {B, C, s.H, s.W});
+  s.emit("eps", s.eps.f32(), B, C, s.H, s.W);
   s.last_refined = R;
   return Status::ok();
 }

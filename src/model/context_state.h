@@ -27,8 +27,10 @@ struct Context::State {
   int64_t last_b = 0;
   int64_t last_refined = 0;  // rows of the last denoise that ran the refiner (its first rows)
 
-  void emit(const char* name, const float* data, Shape shape) const {
-    if (hook) hook(name, Tensor::view(data, std::move(shape)));
+  // The shape is only built when a hook listens: no allocation in the step loop otherwise.
+  template <class... Dims>
+  void emit(const char* name, const float* data, Dims... dims) const {
+    if (hook) hook(name, Tensor::view(data, Shape{static_cast<int64_t>(dims)...}));
   }
 };
 

@@ -83,7 +83,7 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
   glue::concat_channels(x, C, eps_s, C, B, hw0, cat);
   float* h = s.ws.alloc(B * cfg.refiner.base_channels * hw0);
   be.conv2d(*m.conv_in, cat, B, s.H, s.W, h);
-  s.emit("ref.conv_in", h, {B, cfg.refiner.base_channels, s.H, s.W});
+  s.emit("ref.conv_in", h, B, cfg.refiner.base_channels, s.H, s.W);
 
   std::array<float*, kMaxRefinerLevels> skips{};
   for (int64_t i = 0; i < levels; ++i) {
@@ -104,7 +104,7 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
     float* out = s.ws.alloc(B * ch[levels - 1] * hs[levels - 1] * ws[levels - 1]);
     resblock(s, m.mid, h, B, hs[levels - 1], ws[levels - 1], c, c_silu, out);
     h = out;
-    s.emit("ref.mid", h, {B, ch[levels - 1], hs[levels - 1], ws[levels - 1]});
+    s.emit("ref.mid", h, B, ch[levels - 1], hs[levels - 1], ws[levels - 1]);
   }
   const auto& cf = cfg.refiner.carafe;
   for (int64_t j = 0; j + 1 < levels; ++j) {
