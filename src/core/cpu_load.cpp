@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 namespace duet {
@@ -22,9 +24,8 @@ int affinity_cpus() {
   return sched_getaffinity(0, sizeof(set), &set) == 0 ? std::max(1, CPU_COUNT(&set)) : 1;
 }
 
-// Reads /proc/stat into a fixed buffer (no allocation; called between server batches).
-bool read_proc_stat(char* buf, size_t cap) {
-  FILE* f = std::fopen("/proc/stat", "re");
+bool read_file(const char* path, char* buf, size_t cap) {
+  FILE* f = std::fopen(path, "re");
   if (!f) return false;
   const size_t n = std::fread(buf, 1, cap - 1, f);
   std::fclose(f);
@@ -32,12 +33,38 @@ bool read_proc_stat(char* buf, size_t cap) {
   return n > 0;
 }
 
-// "procs_running N": runnable threads on the whole machine, this one included. -1: unknown.
-int procs_running() {
+struct ProcStat {
+  int procs_running = -1;  // runnable threads on the machine, the reader included
+  uint64_t busy = 0;       // ticks: user + system + irq + softirq + steal (not nice, not idle)
+  bool ok = false;
+};
+ProcStat read_proc_stat() {
   char buf[16384];
-  if (!read_proc_stat(buf, sizeof(buf))) return -1;
-  const char* p = std::strstr(buf, "\nprocs_running ");
-  return p ? std::atoi(p + 15) : -1;
+  ProcStat p;
+  if (!read_file("/proc/stat", buf, sizeof(buf)) || std::strncmp(buf, "cpu ", 4) != 0) return p;
+  unsigned long long v[8] = {};
+  if (std::sscanf(buf + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                  &v[4], &v[5], &v[6], &v[7]) < 4)
+    return p;
+  p.busy = v[0] + v[2] + v[5] + v[6] + v[7];  // user, system, irq, softirq, steal
+  if (const char* r = std::strstr(buf, "\nprocs_running ")) p.procs_running = std::atoi(r + 15);
+  p.ok = true;
+  return p;
+}
+
+int64_t self_cpu_ns() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto ns = [](const timeval& t) {
+    return int64_t{t.tv_sec} * 1000000000 + int64_t{t.tv_usec} * 1000;
+  };
+  return ns(ru.ru_utime) + ns(ru.ru_stime);
+}
+
+int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // OMP_NUM_THREADS's first value (nested lists: "4,2"), or 0 when unset / malformed.
@@ -48,22 +75,7 @@ int env_threads() {
   return n > 0 ? n : 0;
 }
 
-ThreadChoice from_busy(int cpus, double busy_other, const char* how) {
-  ThreadChoice c;
-  c.cpus = cpus;
-  c.busy_other = busy_other;
-  // A CPU counts as taken once others keep it at least ~2/3 busy: a team member sharing it
-  // would run at well under the others' speed.
-  const int taken = static_cast<int>(std::floor(busy_other + 1.0 / 3.0));
-  c.threads = std::clamp(cpus - taken, 1, cpus);
-  char line[128];
-  std::snprintf(line, sizeof(line), "%d of %d cpus (%s: %.2f cpus busy elsewhere)", c.threads, cpus,
-                how, busy_other);
-  c.reason = line;
-  return c;
-}
-
-ThreadChoice user_setchoice(int n, const char* source) {
+ThreadChoice user_choice(int n, const char* source) {
   ThreadChoice c;
   c.threads = n;
   c.cpus = affinity_cpus();
@@ -72,30 +84,56 @@ ThreadChoice user_setchoice(int n, const char* source) {
   return c;
 }
 
-ThreadChoice measure_threads() {
-  const int cpus = affinity_cpus();
-  int others = -1;
-  for (int i = 0; i < 3; ++i) {
-    if (i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    const int r = procs_running();
-    if (r < 0) break;
-    const int o = std::max(0, r - 1);  // this thread is running while it reads
-    others = others < 0 ? o : std::min(others, o);
-  }
-  if (others < 0) {
-    ThreadChoice c = from_busy(cpus, 0, "no /proc/stat");
-    return c;
-  }
-  return from_busy(cpus, others, "runnable now");
-}
+std::mutex g_mu;
+std::optional<ThreadChoice> g_choice;  // the process's measured choice, once made
 
 }  // namespace
 
-ThreadChoice choose_threads(int requested) {
-  if (requested > 0) return user_setchoice(requested, "--threads");
-  if (const int e = env_threads()) return user_setchoice(e, "OMP_NUM_THREADS");
-  static const ThreadChoice first = measure_threads();
-  return first;
+CpuLoadProbe::CpuLoadProbe() {
+  const ProcStat p = read_proc_stat();
+  ok_ = p.ok;
+  busy_ticks_ = p.busy;
+  wall_ns_ = wall_ns();
+  self_ns_ = self_cpu_ns();
 }
+
+ThreadChoice CpuLoadProbe::finish(int requested, int min_window_ms) {
+  if (requested > 0) return user_choice(requested, "--threads");
+  if (const int e = env_threads()) return user_choice(e, "OMP_NUM_THREADS");
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (g_choice) return *g_choice;
+  const int64_t waited = wall_ns() - wall_ns_, min_ns = int64_t{min_window_ms} * 1000000;
+  if (waited < min_ns) std::this_thread::sleep_for(std::chrono::nanoseconds(min_ns - waited));
+  ThreadChoice c;
+  c.cpus = affinity_cpus();
+  const ProcStat p = read_proc_stat();
+  if (!ok_ || !p.ok) {
+    c.threads = c.cpus;
+    c.reason = std::to_string(c.cpus) + " of " + std::to_string(c.cpus) + " cpus (no /proc/stat)";
+    g_choice = c;
+    return c;
+  }
+  const double dt = static_cast<double>(wall_ns() - wall_ns_);
+  const double tick_ns = 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double others_time = (static_cast<double>(p.busy - busy_ticks_) * tick_ns -
+                              static_cast<double>(self_cpu_ns() - self_ns_)) /
+                             dt;
+  // the reader is this process's only running thread at start-up (no OpenMP team exists yet)
+  const int others_now = std::max(0, p.procs_running - 1);
+  c.busy_other = std::max(0.0, std::min(others_time, static_cast<double>(others_now)));
+  // A CPU counts as taken once others keep it at least ~2/3 busy: a team member sharing it
+  // would run at well under its teammates' speed.
+  const int taken = static_cast<int>(std::floor(c.busy_other + 1.0 / 3.0));
+  c.threads = std::clamp(c.cpus - taken, 1, c.cpus);
+  char line[160];
+  std::snprintf(line, sizeof(line),
+                "%d of %d cpus (%.2f cpus busy elsewhere: %.2f over %.0f ms, %d runnable now)",
+                c.threads, c.cpus, c.busy_other, std::max(0.0, others_time), dt * 1e-6, others_now);
+  c.reason = line;
+  g_choice = c;
+  return c;
+}
+
+ThreadChoice choose_threads(int requested) { return CpuLoadProbe().finish(requested); }
 
 }  // namespace duet

@@ -184,10 +184,12 @@ Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, in
 
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
                                                 Precision precision) {
-  omp_set_num_threads(choose_threads(threads).threads);  // this thread's team (cpu_load.h)
+  CpuLoadProbe probe;  // the load is the measurement window (cpu_load.h)
   LoadOptions lo;
   lo.precision = precision;
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir, lo));
+  // this thread's team, before any oneDNN primitive is created (they are made on first use)
+  omp_set_num_threads(probe.finish(threads).threads);
   return std::unique_ptr<Denoiser>(std::make_unique<ModelDenoiser>(std::move(model)));
 }
 
