@@ -7,7 +7,7 @@
 #
 # The load generator is a shell busy loop pinned to BUSY_CPU with taskset (started before each
 # timed run, so duet's start-up sees it as a user's other work would be seen). Each cell is the
-# median of REPS runs; the generated image must be the same in every cell (same seed).
+# median of REPS runs, the cells interleaved; the generated image must be the same in every cell.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DUET=${DUET:-$ROOT/build/duet}
@@ -25,30 +25,37 @@ start_busy() { taskset -c "$BUSY_CPU" bash -c 'while :; do :; done' & busy_pid=$
 stop_busy() { [ -n "$busy_pid" ] && kill "$busy_pid" 2>/dev/null && wait "$busy_pid" 2>/dev/null || true; busy_pid=""; }
 trap stop_busy EXIT
 
-# median wall seconds of REPS runs of `duet generate` with extra args "$2", load "$1" (idle|busy)
-run_cell() {
-  local load=$1 extra=$2 tag=$3 times=()
-  for i in $(seq "$REPS"); do
-    [ "$load" = busy ] && start_busy
-    local t0 t1
-    t0=$(date +%s.%N)
-    "$DUET" generate --model "$MODEL" -p "a photo of a sneaker" -n "$IMAGES" --steps "$STEPS" \
-      --seed 7 --grid $extra -o "$OUT/$tag.png" > /dev/null 2> "$OUT/$tag.err"
-    t1=$(date +%s.%N)
-    [ "$load" = busy ] && stop_busy
-    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')")
-  done
-  printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'
+# wall seconds of one `duet generate` with extra args "$2" under load "$1" (idle|busy)
+run_once() {
+  local load=$1 extra=$2 tag=$3 t0 t1
+  [ "$load" = busy ] && start_busy
+  t0=$(date +%s.%N)
+  "$DUET" generate --model "$MODEL" -p "a photo of a sneaker" -n "$IMAGES" --steps "$STEPS" \
+    --seed 7 --grid $extra -o "$OUT/$tag.png" > /dev/null 2> "$OUT/$tag.err"
+  t1=$(date +%s.%N)
+  [ "$load" = busy ] && stop_busy
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }' >> "$OUT/$tag.times"
 }
+median() { sort -n "$1" | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
 
 echo "duet generate -n $IMAGES --steps $STEPS, median of $REPS runs; busy core: CPU $BUSY_CPU"
 echo "cpu: $("$DUET" info --no-peak | sed -n 's/^cpu *//p') ($(nproc) cpus)"
 echo "threads chosen when idle: $("$DUET" info --no-peak | sed -n 's/^threads *//p')"
 printf '| load | default | --threads 1 | --threads %s | default / --threads 1 |\n|---|---|---|---|---|\n' "$(nproc)"
+# the cells take turns within each repetition, so a drift in the machine's load hits all alike
+cells=("idle|default|" "idle|t1|--threads 1" "idle|tall|--threads $(nproc)"
+       "busy|default|" "busy|t1|--threads 1" "busy|tall|--threads $(nproc)")
+rm -f "$OUT"/*.times
+for i in $(seq "$REPS"); do
+  for c in "${cells[@]}"; do
+    IFS='|' read -r load tag extra <<< "$c"
+    run_once "$load" "$extra" "$load-$tag"
+  done
+done
 for load in idle busy; do
-  d=$(run_cell "$load" "" "$load-default")
-  one=$(run_cell "$load" "--threads 1" "$load-t1")
-  all=$(run_cell "$load" "--threads $(nproc)" "$load-tall")
+  d=$(median "$OUT/$load-default.times")
+  one=$(median "$OUT/$load-t1.times")
+  all=$(median "$OUT/$load-tall.times")
   printf '| %s | %s s | %s s | %s s | %.2f |\n' "$load" "$d" "$one" "$all" "$(awk -v a="$d" -v b="$one" 'BEGIN { print a / b }')"
 done
 for f in "$OUT"/busy-default.png "$OUT"/idle-t1.png "$OUT"/busy-tall.png; do

@@ -5,11 +5,11 @@
 // 1 (docs/benchmarks.md, "Sharing the machine"). An explicit --threads N, or OMP_NUM_THREADS in
 // the environment, always wins.
 //
-// "Busy elsewhere" needs both of two readings of /proc/stat: runnable threads right now
-// (procs_running, minus this process's running threads) and the CPU time other processes used
-// during a window of at least 30 ms (all CPUs' user + system + irq + steal time, minus this
-// process's own: niced work does not count, it yields to duet). The smaller of the two is taken,
-// so a momentary blip or a niced background job does not halve the team.
+// "Busy elsewhere" counts the threads of other processes that are runnable (state R) at nice <= 0
+// (/proc/PID/task/TID/stat; walked only when /proc/stat's procs_running shows anyone else
+// runnable, so an idle machine costs one read): niced work does not count, it yields to duet.
+// The minimum of three samples (when a probe opens, when it finishes, 1 ms later) is taken, so a
+// momentary blip does not halve the team.
 //
 // The choice is made once per process (later calls return the first answer): oneDNN sizes a
 // primitive's parallel partition and scratchpad when the primitive is created, so a team that
@@ -29,21 +29,18 @@ struct ThreadChoice {
   std::string reason;     // one line for logs: "2 of 2 cpus (0.00 cpus busy elsewhere ...)"
 };
 
-// Opens a measurement window (e.g. around loading a model, so the window costs nothing).
+// Takes the first sample (e.g. before loading a model; finish() after it).
 class CpuLoadProbe {
  public:
   CpuLoadProbe();
-  // requested > 0: that, unmeasured. Otherwise the process's choice: on the first call the
-  // window is closed (waiting until it is min_window_ms long) and the choice fixed.
-  ThreadChoice finish(int requested = 0, int min_window_ms = 30);
+  // requested > 0: that, unmeasured. Otherwise the process's choice: fixed by the first call.
+  ThreadChoice finish(int requested = 0);
 
  private:
-  int64_t wall_ns_ = 0, self_ns_ = 0;
-  uint64_t busy_ticks_ = 0;
-  bool ok_ = false;
+  int first_ = 0;
 };
 
-// The process's choice (measured over a 30 ms window on first use when no probe finished yet).
+// The process's choice (a probe opened and finished at once on first use).
 ThreadChoice choose_threads(int requested = 0);
 
 }  // namespace duet

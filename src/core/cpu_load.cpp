@@ -1,13 +1,12 @@
 // Default thread count from the machine's load (include/duet/cpu_load.h).
 #include "duet/cpu_load.h"
 
+#include <dirent.h>
 #include <sched.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -33,38 +32,48 @@ bool read_file(const char* path, char* buf, size_t cap) {
   return n > 0;
 }
 
-struct ProcStat {
-  int procs_running = -1;  // runnable threads on the machine, the reader included
-  uint64_t busy = 0;       // ticks: user + system + irq + softirq + steal (not nice, not idle)
-  bool ok = false;
-};
-ProcStat read_proc_stat() {
+// "procs_running N" of /proc/stat: runnable threads on the machine, the reader included; -1 when
+// unknown.
+int procs_running() {
   char buf[16384];
-  ProcStat p;
-  if (!read_file("/proc/stat", buf, sizeof(buf)) || std::strncmp(buf, "cpu ", 4) != 0) return p;
-  unsigned long long v[8] = {};
-  if (std::sscanf(buf + 4, "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                  &v[4], &v[5], &v[6], &v[7]) < 4)
-    return p;
-  p.busy = v[0] + v[2] + v[5] + v[6] + v[7];  // user, system, irq, softirq, steal
-  if (const char* r = std::strstr(buf, "\nprocs_running ")) p.procs_running = std::atoi(r + 15);
-  p.ok = true;
-  return p;
+  if (!read_file("/proc/stat", buf, sizeof(buf))) return -1;
+  const char* r = std::strstr(buf, "\nprocs_running ");
+  return r ? std::atoi(r + 15) : -1;
 }
 
-int64_t self_cpu_ns() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  auto ns = [](const timeval& t) {
-    return int64_t{t.tv_sec} * 1000000000 + int64_t{t.tv_usec} * 1000;
-  };
-  return ns(ru.ru_utime) + ns(ru.ru_stime);
-}
-
-int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+// Runnable (state R) threads of other processes at nice <= 0, from /proc/PID/task/TID/stat.
+// Only walked when procs_running says someone else is runnable (an idle machine costs one read).
+int other_runnable_threads() {
+  const int all = procs_running();
+  if (all < 0) return 0;
+  if (all <= 1) return 0;  // only the reader
+  const pid_t self = getpid();
+  int n = 0;
+  DIR* procs = opendir("/proc");
+  if (!procs) return all - 1;
+  char path[600], buf[1024];
+  while (dirent* p = readdir(procs)) {
+    if (p->d_name[0] < '0' || p->d_name[0] > '9') continue;
+    if (std::atoi(p->d_name) == self) continue;
+    std::snprintf(path, sizeof(path), "/proc/%s/task", p->d_name);
+    DIR* tasks = opendir(path);
+    if (!tasks) continue;
+    while (dirent* t = readdir(tasks)) {
+      if (t->d_name[0] < '0' || t->d_name[0] > '9') continue;
+      std::snprintf(path, sizeof(path), "/proc/%s/task/%s/stat", p->d_name, t->d_name);
+      if (!read_file(path, buf, sizeof(buf))) continue;
+      // "tid (comm) S ppid ...": the comm may hold blanks and parentheses, so parse after the
+      // last ')'; nice is field 19, the 16th after the state (field 3).
+      const char* c = std::strrchr(buf, ')');
+      if (!c || c[1] != ' ' || c[2] != 'R') continue;
+      const char* f = c + 3;
+      for (int i = 0; i < 15 && f; ++i) f = std::strchr(f + 1, ' ');  // f: before field 4 + i + 1
+      if (f && std::atoi(f + 1) <= 0) ++n;
+    }
+    closedir(tasks);
+  }
+  closedir(procs);
+  return n;
 }
 
 // OMP_NUM_THREADS's first value (nested lists: "4,2"), or 0 when unset / malformed.
@@ -89,47 +98,26 @@ std::optional<ThreadChoice> g_choice;  // the process's measured choice, once ma
 
 }  // namespace
 
-CpuLoadProbe::CpuLoadProbe() {
-  const ProcStat p = read_proc_stat();
-  ok_ = p.ok;
-  busy_ticks_ = p.busy;
-  wall_ns_ = wall_ns();
-  self_ns_ = self_cpu_ns();
-}
+CpuLoadProbe::CpuLoadProbe() : first_(other_runnable_threads()) {}
 
-ThreadChoice CpuLoadProbe::finish(int requested, int min_window_ms) {
+ThreadChoice CpuLoadProbe::finish(int requested) {
   if (requested > 0) return user_choice(requested, "--threads");
   if (const int e = env_threads()) return user_choice(e, "OMP_NUM_THREADS");
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_choice) return *g_choice;
-  const int64_t waited = wall_ns() - wall_ns_, min_ns = int64_t{min_window_ms} * 1000000;
-  if (waited < min_ns) std::this_thread::sleep_for(std::chrono::nanoseconds(min_ns - waited));
+  // the minimum of three samples (the probe's start, now, 1 ms later): a momentary blip in one
+  // of them does not halve the team; a process that keeps a core busy is runnable in all three
+  int others = std::min(first_, other_runnable_threads());
+  if (others > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    others = std::min(others, other_runnable_threads());
+  }
   ThreadChoice c;
   c.cpus = affinity_cpus();
-  const ProcStat p = read_proc_stat();
-  if (!ok_ || !p.ok) {
-    c.threads = c.cpus;
-    c.reason = std::to_string(c.cpus) + " of " + std::to_string(c.cpus) + " cpus (no /proc/stat)";
-    g_choice = c;
-    return c;
-  }
-  const double dt = static_cast<double>(wall_ns() - wall_ns_);
-  const double tick_ns = 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
-  const double others_time = (static_cast<double>(p.busy - busy_ticks_) * tick_ns -
-                              static_cast<double>(self_cpu_ns() - self_ns_)) /
-                             dt;
-  // the reader is this process's only running thread at start-up (no OpenMP team exists yet)
-  const int others_now = std::max(0, p.procs_running - 1);
-  c.busy_other = std::max(0.0, std::min(others_time, static_cast<double>(others_now)));
-  // A CPU counts as taken once others keep it at least ~2/3 busy: a team member sharing it
-  // would run at well under its teammates' speed.
-  const int taken = static_cast<int>(std::floor(c.busy_other + 1.0 / 3.0));
-  c.threads = std::clamp(c.cpus - taken, 1, c.cpus);
-  char line[160];
-  std::snprintf(line, sizeof(line),
-                "%d of %d cpus (%.2f cpus busy elsewhere: %.2f over %.0f ms, %d runnable now)",
-                c.threads, c.cpus, c.busy_other, std::max(0.0, others_time), dt * 1e-6, others_now);
-  c.reason = line;
+  c.busy_other = others;
+  c.threads = std::clamp(c.cpus - others, 1, c.cpus);
+  c.reason = std::to_string(c.threads) + " of " + std::to_string(c.cpus) + " cpus (" +
+             std::to_string(others) + " runnable threads of other processes at nice <= 0)";
   g_choice = c;
   return c;
 }

@@ -78,8 +78,9 @@ TEST(CpuFeatures, UsableIsHardwareCappedAndReachesBothLibraries) {
     EXPECT_FALSE(c.usable.avx512f);
     EXPECT_FALSE(c.bf16_compute);
     EXPECT_EQ(c.hwy_target, "AVX2");
-    if (c.onednn_cap.empty() || c.onednn_cap == "AVX2" || c.onednn_cap == "avx2")
+    if (c.onednn_cap.empty() || c.onednn_cap == "AVX2" || c.onednn_cap == "avx2") {
       EXPECT_EQ(c.onednn_isa, "avx2");
+    }
   } else if (c.cap == IsaCap::kAll && c.onednn_cap.empty() && c.hardware.avx512_core()) {
     EXPECT_EQ(c.onednn_isa.rfind("avx512_core", 0), 0u) << c.onednn_isa;
     EXPECT_EQ(c.hwy_target.rfind("AVX3", 0), 0u) << c.hwy_target;
@@ -119,7 +120,7 @@ TEST(CpuFeatures, BadCapIsAnErrorNamingTheVariable) {
   const std::string cli = DUET_CLI_PATH;
   const std::string model = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
   testing::TempDir tmp;
-  for (const std::string cmd :
+  for (const std::string& cmd :
        {cli + " info --no-peak", cli + " generate --model " + testing::shell_quote(model) +
                                      " -p a --steps 2 -o " +
                                      testing::shell_quote(tmp.file("x.png"))}) {
@@ -148,8 +149,7 @@ TEST(CpuLoad, ABusyCoreElsewhereLowersTheDefault) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    for (volatile unsigned long i = 0;; i = i + 1) {
-    }
+    for (;;) __asm__ volatile("" ::: "memory");  // spin until killed
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   const std::string cli = DUET_CLI_PATH;
