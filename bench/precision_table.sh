@@ -45,7 +45,8 @@ def load(kind, cap, p):
             return json.load(f)
     except (OSError, ValueError):
         with open(f"{out}/{kind}-{cap}-{p}.err") as f:
-            return {"error": f.read().strip().splitlines()[-1] if f.read is not None else "?"}
+            lines = f.read().strip().splitlines()
+        return {"error": lines[-1] if lines else "no output"}
 first = load("demo", caps[0], "f32")
 print(f"cpu: {first['cpu']['model_name']}, {first['cpu']['logical_cpus']} cpus, hw {first['cpu']['hardware']['summary']}")
 print()
@@ -56,7 +57,8 @@ for cap in caps:
     for p in ["f32", "bf16", "int8"]:
         d = load("demo", cap, p); s = load("seed", cap, p)
         if "error" in d:
-            print(f"| {cap} | {base_d.get('cpu', {}).get('onednn_isa', '?')} | {p} | not available on this CPU: {d['error'].replace('error: ', '')} | | | | | |")
+            why = d["error"].replace("duet bench: unimplemented: ", "")
+            print(f"| {cap} | {base_d.get('cpu', {}).get('onednn_isa', '?')} | {p} | not available: {why} | | | | | |")
             continue
         dn = d["stages"]["denoise_no_refine"]["median_ms"]; gen = d["stages"]["generate"]["median_ms"]
         bgen = base_d["stages"]["generate"]["median_ms"]
