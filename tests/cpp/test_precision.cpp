@@ -289,6 +289,16 @@ TEST(PrecisionOps, ConvBf16MatchesItsTwin) {
   }
 }
 
+// A 3×3 convolution, 4 -> 8 channels, padding 1 (weights: 8 · 4 · 9 values).
+ConvDesc conv_8x4x3x3() {
+  ConvDesc d;
+  d.cin = 4;
+  d.cout = 8;
+  d.k = 3;
+  d.pad = 1;
+  return d;
+}
+
 TEST(PrecisionOps, Bf16WithoutHardwareIsRefusedByName) {
   const std::string why = testing::precision_unavailable(Precision::kBF16);
   if (why.empty()) GTEST_SKIP() << "this CPU has bf16 compute (run with DUET_MAX_ISA=avx2)";
@@ -299,11 +309,7 @@ TEST(PrecisionOps, Bf16WithoutHardwareIsRefusedByName) {
   LayerWeights lw;
   lw.precision = Precision::kBF16;
   lw.bf16 = wb.data();
-  ConvDesc d;
-  d.cin = 4;
-  d.cout = 8;
-  d.k = 3;
-  d.pad = 1;
+  const ConvDesc d = conv_8x4x3x3();
   auto r = cpu_backend().prepare_conv_weights(lw, nullptr, d);
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().message(), why);
@@ -318,11 +324,7 @@ TEST(PrecisionOps, ConvRefusesInt8) {
   lw.precision = Precision::kInt8;
   lw.s8 = q.data();
   lw.scale = s.data();
-  ConvDesc d;
-  d.cin = 4;
-  d.cout = 8;
-  d.k = 3;
-  d.pad = 1;
+  const ConvDesc d = conv_8x4x3x3();
   for (const Backend* be : {&cpu_backend(), &reference_backend()}) {
     auto r = be->prepare_conv_weights(lw, nullptr, d);
     ASSERT_FALSE(r.is_ok());
