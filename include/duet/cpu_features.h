@@ -55,9 +55,8 @@ struct CpuInfo {
   bool int8_compute = false;
   bool bf16_native = false;  // bf16 dot-product instructions (AVX512-BF16 / AMX-BF16) usable
   // oneDNN's effective ISA has VNNI int8 dot products (avx512_core_vnni and up, avx2_vnni).
-  // Without them the int8 GEMMs take 7-bit activations (ops/lowp.h, kInt8ActLevelsNoVnni).
+  // Without them the int8 GEMMs take u8 activations and 7-bit weights (ops/lowp.h).
   bool int8_vnni = false;
-  int int8_act_levels() const;  // ops::kInt8ActLevelsVnni or ops::kInt8ActLevelsNoVnni
 };
 
 // Detects the CPU and applies DUET_MAX_ISA once (thread-safe); later calls return the same
@@ -75,10 +74,10 @@ nlohmann::json cpu_info_json(const CpuInfo& c);
 // not available on this CPU: ...; use --precision int8, f32 or auto").
 Status cpu_precision_support(Precision p, const CpuInfo& c);
 // `--precision auto`: the fastest precision this CPU runs whose demo image stays within the
-// quality guard (PSNR >= 35 dB vs f32; PrecisionCli.AutoKeepsTheDemoImageWithinTheGuard checks
-// it on every ISA CI runs): int8 where oneDNN has VNNI int8 GEMMs (38.4 dB), else f32 — int8
-// without VNNI measured 31.8 dB (7-bit activations), and bf16 is slower than int8 wherever both
-// run. `why` gets the reason.
+// quality guard (PSNR >= 35 dB vs f32; PrecisionCli.Int8AndAutoKeepTheDemoImageWithinTheGuard
+// checks it on every ISA CI runs): int8 wherever oneDNN has int8 GEMMs at AVX2 or above (demo
+// image 39.8 dB with VNNI, 37.5 dB without; seed-scale denoise 2.0-2.35x f32), else f32. bf16 is
+// slower than int8 wherever both run. `why` gets the reason.
 Precision cpu_auto_precision(const CpuInfo& c, std::string* why = nullptr);
 
 }  // namespace duet

@@ -13,7 +13,6 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backends/cpu/hwy_target.h"
-#include "ops/lowp.h"
 
 namespace duet {
 namespace {
@@ -233,10 +232,6 @@ Result<CpuInfo> detect() {
 
 }  // namespace
 
-int CpuInfo::int8_act_levels() const {
-  return int8_vnni ? ops::kInt8ActLevelsVnni : ops::kInt8ActLevelsNoVnni;
-}
-
 std::string CpuIsa::summary() const {
   if (!avx2) return sse41 ? (avx ? "sse4.1+avx" : "sse4.1") : "baseline x86-64";
   std::string s = fma ? "avx2+fma" : "avx2";
@@ -300,7 +295,7 @@ std::string cpu_info_line(const CpuInfo& c) {
   s += " | oneDNN " + c.onednn_isa + " | Highway " + c.hwy_target;
   s += std::string(" | bf16 ") + (c.bf16_compute ? (c.bf16_native ? "yes" : "emulated") : "no");
   s += std::string(" | int8 ") +
-       (c.int8_compute ? (c.int8_vnni ? "yes (vnni)" : "yes (no vnni: 7-bit activations)") : "no");
+       (c.int8_compute ? (c.int8_vnni ? "yes (vnni)" : "yes (no vnni: 7-bit weights)") : "no");
   return s;
 }
 
@@ -339,7 +334,7 @@ nlohmann::json cpu_info_json(const CpuInfo& c) {
                         {"bf16_native", c.bf16_native},
                         {"int8_compute", c.int8_compute},
                         {"int8_vnni", c.int8_vnni},
-                        {"int8_activation_levels", c.int8_act_levels()}};
+                        {"int8_weight_bits", c.int8_vnni ? 8 : 7}};
 }
 
 Status cpu_precision_support(Precision p, const CpuInfo& c) {
@@ -361,17 +356,14 @@ Status cpu_precision_support(Precision p, const CpuInfo& c) {
 }
 
 Precision cpu_auto_precision(const CpuInfo& c, std::string* why) {
-  if (c.int8_compute && c.int8_vnni) {
+  if (c.int8_compute && c.usable.avx2) {
     if (why)
-      *why = std::string("int8: oneDNN int8 GEMMs with VNNI") +
+      *why = std::string("int8: oneDNN int8 GEMMs ") +
+             (c.int8_vnni ? "with VNNI" : "without VNNI (u8 activations, 7-bit weights)") +
              (c.bf16_compute ? ", convolutions bf16" : ", convolutions fp32");
     return Precision::kInt8;
   }
-  if (why)
-    *why = c.int8_compute
-               ? "f32: int8 without VNNI takes 7-bit activations, below the quality guard on the "
-                 "demo image (31.8 dB < 35 dB PSNR; --precision int8 still runs)"
-               : "f32: no int8 GEMMs on this CPU";
+  if (why) *why = "f32: no int8 GEMMs at AVX2 or above on this CPU";
   return Precision::kF32;
 }
 

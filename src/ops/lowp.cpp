@@ -40,13 +40,25 @@ void linear_bf16(const float* x, const uint16_t* w, const float* b, int64_t m, i
   linear(xr.data(), wr.data(), b, m, k, n, y);
 }
 
+void halve_int8_rows(const int8_t* q, const float* scale, int64_t out, int64_t in, int8_t* q7,
+                     float* scale7) {
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t j = 0; j < in; ++j) {
+      const int v = q[o * in + j];
+      const int h = v >> 1;  // floor(v / 2); odd v lies halfway between h and h + 1
+      q7[o * in + j] = static_cast<int8_t>((v & 1) == 0 ? h : ((h & 1) == 0 ? h : h + 1));
+    }
+    scale7[o] = 2.f * scale[o];
+  }
+}
+
 void linear_int8(const float* x, const int8_t* w, const float* w_scale, const float* b, int64_t m,
-                 int64_t k, int64_t n, float* y, int act_levels) {
+                 int64_t k, int64_t n, float* y) {
   float amax = 0.f;
   for (int64_t i = 0; i < m * k; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-  const float sx = int8_scale(amax, act_levels), inv = 1.f / sx;
+  const float sx = int8_scale(amax), inv = 1.f / sx;
   std::vector<int8_t> qx(static_cast<size_t>(m * k));
-  for (int64_t i = 0; i < m * k; ++i) qx[i] = quantize_s8(x[i], inv, act_levels);
+  for (int64_t i = 0; i < m * k; ++i) qx[i] = quantize_s8(x[i], inv);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t o = 0; o < n; ++o) {
       int32_t acc = 0;  // |acc| <= K * 127 * 127: exact for K < 133 000

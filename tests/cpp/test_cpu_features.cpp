@@ -103,9 +103,9 @@ TEST(CpuFeatures, CapInAChildProcess) {
   EXPECT_EQ(cpu["usable"]["avx512f"], false);
   EXPECT_EQ(cpu["hardware"]["avx512f"], c.hardware.avx512f);  // the hardware is still reported
   EXPECT_EQ(cpu["bf16_compute"], false);
-  EXPECT_EQ(j["precisions"]["auto"], "f32");  // no VNNI: int8 is below the quality guard
+  EXPECT_EQ(j["precisions"]["auto"], "int8");
   EXPECT_EQ(cpu["int8_vnni"], false);
-  EXPECT_EQ(cpu["int8_activation_levels"], 63);
+  EXPECT_EQ(cpu["int8_weight_bits"], 7);
   EXPECT_NE(j["precisions"]["bf16"].get<std::string>().find("AVX-512"), std::string::npos);
 }
 

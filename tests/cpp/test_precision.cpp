@@ -101,14 +101,14 @@ TEST(PrecisionNames, ParseAndName) {
   auto a = parse_precision("auto");
   ASSERT_TRUE(a.is_ok());
   EXPECT_EQ(*a, cpu_auto_precision(**cpu));
-  EXPECT_EQ(*a, (*cpu)->int8_compute && (*cpu)->int8_vnni ? Precision::kInt8 : Precision::kF32);
+  EXPECT_EQ(*a, (*cpu)->int8_compute && (*cpu)->usable.avx2 ? Precision::kInt8 : Precision::kF32);
 }
 
 TEST(PrecisionNames, LayerRule) {
   const Precision i8 = Precision::kInt8, bf = Precision::kBF16, f32 = Precision::kF32;
   EXPECT_EQ(layer_precision("backbone.blocks.0.attn.qkv.weight", 2, i8), i8);
   EXPECT_EQ(layer_precision("backbone.blocks.3.mlp.fc2.weight", 2, bf), bf);
-  EXPECT_EQ(layer_precision("text.blocks.0.mlp.fc1.weight", 2, i8), i8);
+  EXPECT_EQ(layer_precision("text.blocks.0.mlp.fc1.weight", 2, i8), f32);  // once per prompt
   EXPECT_EQ(layer_precision("backbone.blocks.0.attn.qkv.weight", 2, f32), f32);
   EXPECT_EQ(layer_precision("backbone.blocks.0.attn.qkv.bias", 1, i8), f32);
   EXPECT_EQ(layer_precision("backbone.blocks.0.ada.weight", 2, i8), f32);
@@ -149,6 +149,17 @@ struct LinearCase {
 // The cpu backend's SIMD activation conversion (Highway, runtime dispatch) equals the scalar
 // rules bit for bit on every compiled target, including ties, the ±127 clamp, lengths that are
 // not a multiple of any vector and arrays long enough to be split over threads.
+// The no-VNNI 7-bit weights: round half to even of q / 2, scale doubled, in place allowed.
+TEST(PrecisionRounding, HalveInt8RowsRoundsHalfToEven) {
+  std::vector<int8_t> q = {-127, -3, -1, 0, 1, 3, 5, 127, 126, -126};
+  const std::vector<int8_t> want = {-64, -2, 0, 0, 0, 2, 2, 64, 63, -63};
+  std::vector<float> s = {0.5f, 0.25f};
+  ops::halve_int8_rows(q.data(), s.data(), 2, 5, q.data(), s.data());
+  EXPECT_EQ(q, want);
+  EXPECT_EQ(s, (std::vector<float>{1.f, 0.5f}));
+  for (int8_t v : q) EXPECT_LE(std::abs(int{v}), 64);  // 2 · 255 · 64 < 2^15: no saturation
+}
+
 TEST(PrecisionRounding, SimdConversionIsBitExactOnEveryTarget) {
   for (const int64_t n : {int64_t{1}, int64_t{37}, int64_t{100003}}) {
     std::vector<float> x = randn(static_cast<size_t>(n), 70 + static_cast<uint32_t>(n), 3.f);
@@ -162,18 +173,17 @@ TEST(PrecisionRounding, SimdConversionIsBitExactOnEveryTarget) {
     const float want_s = ops::int8_scale(amax), inv = 1.f / want_s;
     std::vector<int8_t> want_q(x.size());
     for (size_t i = 0; i < x.size(); ++i) want_q[i] = ops::quantize_s8(x[i], inv);
-    const float want_su = ops::int8_scale(amax, ops::kInt8ActLevelsNoVnni), inv_u = 1.f / want_su;
+    const float want_su = want_s;
     std::vector<uint8_t> want_u(x.size());
     for (size_t i = 0; i < x.size(); ++i)
-      want_u[i] = static_cast<uint8_t>(ops::kInt8U8Offset +
-                                       ops::quantize_s8(x[i], inv_u, ops::kInt8ActLevelsNoVnni));
+      want_u[i] = static_cast<uint8_t>(ops::kInt8U8Offset + want_q[i]);
     for (int64_t t : hwy::SupportedAndGeneratedTargets()) {
       hwy::SetSupportedTargetsForTest(t);
       std::vector<uint16_t> b(x.size());
       cpu::convert_bf16(x.data(), n, b.data());
       std::vector<int8_t> q(x.size());
       const float s = cpu::quantize_activations(x.data(), n, q.data());
-      std::vector<uint8_t> u(x.size());  // the no-VNNI input: 64 + q at ±63
+      std::vector<uint8_t> u(x.size());  // the no-VNNI input: 128 + q
       const float su = cpu::quantize_activations_u8(x.data(), n, u.data());
       EXPECT_EQ(su, want_su) << hwy::TargetName(t) << " u8 scale, n " << n;
       EXPECT_EQ(u, want_u) << hwy::TargetName(t) << " u8 values, n " << n;

@@ -72,8 +72,8 @@ class LowpLinear final : public PreparedLinear {
   mutable std::mutex mu;
   mutable std::map<int64_t, LowpEntry> cache;  // by M
 
-  // int8 without VNNI: u8 activations q + 64 (7-bit q, ops/lowp.h) with that constant src zero
-  // point, which oneDNN subtracts exactly in int32.
+  // int8 without VNNI: u8 activations q + 128 with that constant src zero point (oneDNN
+  // subtracts it exactly in int32) and 7-bit weights (ops::halve_int8_rows), ops/lowp.h.
   bool u8 = false;
 
   bool int8() const { return precision == Precision::kInt8; }
@@ -136,7 +136,11 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear_lowp(const LayerWeig
     if (q8) {
       op->w_scale.assign(lw.scale, lw.scale + out);
       DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
-      op->u8 = cpu->int8_act_levels() == ops::kInt8ActLevelsNoVnni;
+      op->u8 = !cpu->int8_vnni;
+      if (op->u8) {  // W [N, K] row-major in "ba" order: the rows are output channels
+        auto* w = static_cast<int8_t*>(op->plain.get_data_handle());
+        ops::halve_int8_rows(w, op->w_scale.data(), out, in, w, op->w_scale.data());
+      }
     }
     op->packed = reorder_to(op->plain, op->make_pd(kRepresentativeRows).weights_desc());
     op->bias = bias_memory(b, {1, out}, out);

@@ -7,8 +7,8 @@
 //                 × s_x (binary mul by a [1, 1] tensor given per call), + bias (binary add:
 //                 oneDNN 2.x would scale a matmul bias) and the activation.
 //                 Without VNNI (AVX2, AVX-512 without VNNI: u8·s8 pairs saturate at 16 bits in
-//                 vpmaddubsw): src u8 = q + 64 with 7-bit q and a constant src zero point of 64,
-//                 so pair sums stay < 2^15 and the result is exact (ops/lowp.h).
+//                 vpmaddubsw): src u8 = q + 128 with a constant src zero point of 128 and 7-bit
+//                 weights, so pair sums stay < 2^15 and the result is exact (ops/lowp.h).
 // Activations are converted per call (RNE; int8: one symmetric scale per call from max |x|)
 // into a per-thread buffer that grows during the Context warm-up and is then only reused; the
 // rounding is exactly ops/lowp.h's, so the reference twins (ops::linear_bf16 / linear_int8)

@@ -89,11 +89,9 @@ float Quantize(const float* x, int64_t n, int levels, int offset, T* q) {
                   q + c * kChunk);
   return s;
 }
-float QuantizeInt8(const float* x, int64_t n, int8_t* q) {
-  return Quantize(x, n, ops::kInt8ActLevelsVnni, 0, q);
-}
+float QuantizeInt8(const float* x, int64_t n, int8_t* q) { return Quantize(x, n, 127, 0, q); }
 float QuantizeU8(const float* x, int64_t n, uint8_t* q) {
-  return Quantize(x, n, ops::kInt8ActLevelsNoVnni, ops::kInt8U8Offset, q);
+  return Quantize(x, n, 127, ops::kInt8U8Offset, q);
 }
 
 }  // namespace HWY_NAMESPACE

@@ -32,7 +32,6 @@ class RefLinearInt8 : public PreparedLinear {
  public:
   std::vector<int8_t> w;  // [out, in]
   std::vector<float> scale, b;
-  int act_levels = ops::kInt8ActLevelsVnni;
 };
 
 // The activations of a bf16 convolution rounded to bf16 (a test twin: allocates per call).
@@ -76,7 +75,7 @@ class ReferenceBackend final : public Backend {
     } else if (p.precision == Precision::kInt8) {
       const auto& op = static_cast<const RefLinearInt8&>(p);
       ops::linear_int8(x, op.w.data(), op.scale.data(), op.b.empty() ? nullptr : op.b.data(), m,
-                       op.in, op.out, y, op.act_levels);
+                       op.in, op.out, y);
     } else {
       const auto& op = static_cast<const RefLinear&>(p);
       ops::linear(x, op.w.data(), op.b.empty() ? nullptr : op.b.data(), m, op.in, op.out, y);
@@ -100,9 +99,10 @@ class ReferenceBackend final : public Backend {
       auto r = std::make_unique<RefLinearInt8>();
       r->w.assign(lw.s8, lw.s8 + n);
       r->scale.assign(lw.scale, lw.scale + out);
-      // the activation levels the cpu backend uses on this CPU, so the twins stay comparable
+      // the weights the cpu backend uses on this CPU (7-bit without VNNI), so the twins agree
       DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
-      r->act_levels = cpu->int8_act_levels();
+      if (!cpu->int8_vnni)
+        ops::halve_int8_rows(r->w.data(), r->scale.data(), out, in, r->w.data(), r->scale.data());
       if (b) r->b.assign(b, b + out);
       op = std::move(r);
     }
