@@ -152,6 +152,9 @@ cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 apt-config dump 2>/dev/null |
   grep -E '^Acquire::(https?::Proxy|ftp::Proxy|Check-Valid-Until|Check-Date) ' \
     >"$ROOT/etc/apt/apt.conf.d/90host-acquire" || rm -f "$ROOT/etc/apt/apt.conf.d/90host-acquire"
+# What the Debian installer writes and minbase lacks: /etc/hosts (localhost names), /etc/hostname.
+[ -f "$ROOT/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
+[ -f "$ROOT/etc/hostname" ] || echo duet-fresh >"$ROOT/etc/hostname"
 # A throw-away root: dpkg need not fsync every file (the same packages get installed, only faster).
 echo force-unsafe-io >"$ROOT/etc/dpkg/dpkg.cfg.d/90duet-unsafe-io"
 if [ "${FRESH_NPM_CONFIG:-0}" = 1 ]; then
