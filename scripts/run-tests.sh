@@ -28,6 +28,8 @@ report_times() {
   printf '   %5d s  total\n' $(($(date +%s) - T_START))
 }
 trap report_times EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 stage "Script checks (scripts/test-cpu-env.sh)"
 ./scripts/test-cpu-env.sh
