@@ -49,9 +49,11 @@ GUEST_DIR=/root/duet   # the checkout inside the root
 T0=$(date +%s)
 T_PHASE=$T0
 TIMINGS=()
+PHASE="minbase root"   # the phase in progress, named in the timings if it is interrupted
 phase_done() { # NAME: records the time since the previous phase
   local now
   now=$(date +%s)
+  PHASE=""
   TIMINGS+=("$(printf '%-28s %5d s' "$1" $((now - T_PHASE)))")
   echo "== fresh-root: $1 done in $((now - T_PHASE)) s" >&2
   T_PHASE=$now
@@ -107,6 +109,7 @@ cleanup() {
     rm -rf --one-file-system "$ROOT"
     if [ "$rc" = 0 ]; then rm -rf "$WORK"; else echo "== fresh-root: root removed; log kept at $LOG" >&2; fi
   fi
+  [ -z "$PHASE" ] || { phase_done "$PHASE (exit $rc)"; T_PHASE=$(date +%s); }
   phase_done cleanup
   print_timings >&2
   exit "$rc"
@@ -170,6 +173,7 @@ if [ "${FRESH_NPM_CONFIG:-0}" = 1 ]; then
   echo "== fresh-root: npm settings copied in ($([ -n "$cafile" ] && echo "cafile $cafile, ")$user_home/.npmrc)" >&2
 fi
 phase_done "minbase root"
+PHASE="copy checkout"
 
 # --- phase 2: the checkout -----------------------------------------------------------------
 mkdir -p "$ROOT$GUEST_DIR"
@@ -181,6 +185,7 @@ mkdir -p "$ROOT$GUEST_DIR"
 ) | tar -C "$ROOT$GUEST_DIR" -xf -
 echo "== fresh-root: copied $(find "$ROOT$GUEST_DIR" -type f | wc -l) files ($(du -sh "$ROOT$GUEST_DIR" | cut -f1)) to $GUEST_DIR" >&2
 phase_done "copy checkout"
+PHASE="command in the root"
 
 # --- phase 3: the command inside the root (private mount namespace) -------------------------
 echo "== fresh-root: running '$CMD' in $GUEST_DIR inside the root (log: $LOG)" >&2
@@ -225,6 +230,7 @@ if [ "$rc" != 0 ]; then
 fi
 
 # --- phase 4: the PNG ----------------------------------------------------------------------
+PHASE="PNG check"
 if [ "$CMD" = ./scripts/run-demo.sh ]; then
   png=$ROOT$GUEST_DIR/duet-output.png
   [ -f "$png" ] || die "run-demo.sh succeeded but wrote no $GUEST_DIR/duet-output.png"
