@@ -5,8 +5,9 @@
 #
 # Models: (a) the demo model models/fashion-duet (tests/fixtures/tiny-demo when it is missing),
 #         (b) seed-scale random weights (configs/seed-scale.json), exported once to $SEED_DIR.
-# Per model: bench/torch_peer.py with OPENBLAS_CORETYPE=SKYLAKEX (writes the shared inputs, the
-# peer's eps and the ORT inputs), the same without OPENBLAS_CORETYPE, `duet bench --inputs`,
+# Per model: bench/torch_peer.py with scripts/cpu-env.sh's OPENBLAS_CORETYPE (SKYLAKEX on Intel
+# CPUs with AVX-512, else unset: OpenBLAS's own choice; writes the shared inputs, the peer's eps
+# and the ORT inputs), the same without OPENBLAS_CORETYPE, `duet bench --inputs`,
 # the ONNX export (cached under the work dir) + bench/ort_peer.mjs, then bench/compare_report.py.
 # All engines: 2 threads; model batch 2 (one image with guidance), and for the demo also batch
 # 16 (8 images; "demo8"). Work files: $OUT (default /tmp/duet-compare).
@@ -22,6 +23,7 @@ DEMO_REPS=${DEMO_REPS:-5}
 SEED_REPS=${SEED_REPS:-3}
 DEMO_STEPS=${DEMO_STEPS:-20}
 PY=${PY:-/usr/bin/python3}
+. "$ROOT/scripts/cpu-env.sh"   # OPENBLAS_CORETYPE only where it helps (and never without AVX-512)
 ONNX_EXPORT_TIMEOUT=${ONNX_EXPORT_TIMEOUT:-300}
 ONNX_LIMIT=$((2 * 1024 * 1024 * 1024))  # protobuf's 2 GiB message limit
 
@@ -50,8 +52,8 @@ run_model() {
   mkdir -p "$w"
   rm -f "$w"/{inputs,ort_in,torch_eps,duet_eps,ort_eps}.safetensors "$w"/{duet,torch,torch_default,ort}.json "$w/ort_skipped.txt"
   log "$label: model $model"
-  log "$label: PyTorch peer (OPENBLAS_CORETYPE=SKYLAKEX)"
-  OPENBLAS_CORETYPE=SKYLAKEX "$PY" "$ROOT/bench/torch_peer.py" --model "$model" --batch "$batch" --reps "$reps" \
+  log "$label: PyTorch peer (OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-unset, OpenBLAS detects the core})"
+  "$PY" "$ROOT/bench/torch_peer.py" --model "$model" --batch "$batch" --reps "$reps" \
     --threads "$THREADS" --inputs "$w/inputs.safetensors" --out "$w/torch.json" \
     --eps-out "$w/torch_eps.safetensors" --ort-inputs "$w/ort_in.safetensors" \
     --steps "$steps" --gen-reps "$gen_reps" > /dev/null

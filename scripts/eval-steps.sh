@@ -5,6 +5,7 @@
 #   scripts/eval-steps.sh [MODEL_DIR] [PER_CLASS]     (env: SAMPLERS, STEPS, CFG, DUET_BIN)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/cpu-env.sh   # OPENBLAS_CORETYPE only on AVX-512 Intel CPUs
 MODEL="${1:-models/fashion-duet}"
 PER_CLASS="${2:-20}"
 SAMPLERS="${SAMPLERS:-ddim euler dpmpp_2m}"
@@ -25,7 +26,7 @@ for sampler in $SAMPLERS; do
         -o "$dir/${k}_img.png"
     done
     t1=$(date +%s.%N)
-    (cd python && OPENBLAS_CORETYPE=SKYLAKEX /usr/bin/python3 -m duet_ref.evaluate --png-dir "$dir" \
+    (cd python && /usr/bin/python3 -m duet_ref.evaluate --png-dir "$dir" \
       --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --out "$dir/eval.json" >/dev/null)
     /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d.pop('per_class_accuracy'); d['generate_seconds']=round(float(sys.argv[3])-float(sys.argv[2]),1); print(json.dumps(d))" \
       "$dir/eval.json" "$t0" "$t1"

@@ -17,6 +17,13 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 (cd tests/browser && npm install --no-audit --no-fund --silent)
+# The lock's playwright-core needs Node.js >= 20; Debian 12's nodejs is 18.19/18.20. There, use the
+# last release that supports Node 18 (1.61.1, engines ">=18"), without touching package*.json.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "== Node.js $(node --version) < 20: playwright-core@1.61.1 (the last release for Node 18)"
+  (cd tests/browser && npm install --no-audit --no-fund --silent --no-save playwright-core@1.61.1)
+fi
 
 MODEL="${1:-}"
 if [ -z "$MODEL" ]; then

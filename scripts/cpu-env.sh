@@ -1,0 +1,46 @@
+# CPU check shared by the scripts. Source it (bash):   . scripts/cpu-env.sh
+#
+# OPENBLAS_CORETYPE: Debian 12's OpenBLAS (0.3.21) mis-detects Intel CPUs with AVX-512 (e.g. Xeons
+# reporting a model it does not know) and falls back to slower kernels; forcing SKYLAKEX there makes
+# PyTorch about 2x faster. On a CPU without AVX-512 the SKYLAKEX kernels die with SIGILL, and on AMD
+# Zen OpenBLAS detects the core by itself, so the variable is exported ONLY on a GenuineIntel CPU
+# with avx512f, avx512bw, avx512vl and avx512dq. A value the caller already set (even empty) is kept.
+#
+# Also sets (not exported) CPU_ENV_AVX512=1 when the CPU has AVX-512 F/BW/VL/DQ (the level at which
+# oneDNN's avx512_core and Highway's AVX3 targets dispatch), else 0.
+# Prints one line on stderr saying what it decided and why. CPU_ENV_CPUINFO=FILE reads FILE instead
+# of /proc/cpuinfo (scripts/test-cpu-env.sh uses it).
+
+cpu_env_decide() {
+  local info="${CPU_ENV_CPUINFO:-/proc/cpuinfo}" vendor="" flags="" f missing=""
+  if [ -r "$info" ]; then
+    vendor=$(sed -n 's/^vendor_id[[:space:]]*:[[:space:]]*//p' "$info" | head -n 1)
+    flags=" $(sed -n 's/^flags[[:space:]]*:[[:space:]]*//p' "$info" | head -n 1) "
+  fi
+  for f in avx512f avx512bw avx512vl avx512dq; do
+    case "$flags" in *" $f "*) ;; *) missing="$missing $f" ;; esac
+  done
+  if [ -z "$missing" ]; then CPU_ENV_AVX512=1; else CPU_ENV_AVX512=0; fi
+
+  if [ -n "${OPENBLAS_CORETYPE+set}" ]; then
+    local why="set by the caller"
+    if [ "$CPU_ENV_AVX512" = 0 ]; then
+      case "$OPENBLAS_CORETYPE" in
+        SKYLAKEX | COOPERLAKE | SAPPHIRERAPIDS | skylakex | cooperlake | sapphirerapids)
+          why="set by the caller; WARNING: this CPU lacks${missing}, PyTorch may die with SIGILL" ;;
+      esac
+    fi
+    echo "cpu-env: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(empty)} kept ($why)" >&2
+  elif [ -z "$vendor" ]; then
+    echo "cpu-env: OPENBLAS_CORETYPE not set (no /proc/cpuinfo vendor: OpenBLAS detects the core)" >&2
+  elif [ "$vendor" = GenuineIntel ] && [ "$CPU_ENV_AVX512" = 1 ]; then
+    export OPENBLAS_CORETYPE=SKYLAKEX
+    echo "cpu-env: OPENBLAS_CORETYPE=SKYLAKEX (Intel CPU with AVX-512F/BW/VL/DQ, which Debian's OpenBLAS mis-detects)" >&2
+  elif [ "$CPU_ENV_AVX512" = 0 ]; then
+    echo "cpu-env: OPENBLAS_CORETYPE not set ($vendor CPU without${missing}: SKYLAKEX kernels would die with SIGILL)" >&2
+  else
+    echo "cpu-env: OPENBLAS_CORETYPE not set ($vendor CPU with AVX-512: OpenBLAS detects this core itself)" >&2
+  fi
+}
+cpu_env_decide
+unset -f cpu_env_decide
