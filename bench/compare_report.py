@@ -2,7 +2,7 @@
 
     python3 bench/compare_report.py WORK_DIR/demo WORK_DIR/seed ... [--md OUT.md]
 
-Each directory holds what compare.sh wrote: duet.json, torch.json (OPENBLAS_CORETYPE=SKYLAKEX),
+Each directory holds what compare.sh wrote: duet.json, torch.json (scripts/cpu-env.sh's OPENBLAS_CORETYPE: SKYLAKEX on AVX-512 Intel CPUs only),
 torch_default.json (no OPENBLAS_CORETYPE), ort.json or ort_skipped.txt, and the eps files
 duet_eps / torch_eps / ort_eps .safetensors (eps_s, eps_d, eps of one refine=true evaluation on the
 same x, t, prompt). Ratios are peer median / duet median (> 1: duet is faster).

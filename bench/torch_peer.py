@@ -1,6 +1,6 @@
 """PyTorch peer for `duet bench`: times the reference model (eager, no_grad) on fixed inputs.
 
-    OPENBLAS_CORETYPE=SKYLAKEX python3 bench/torch_peer.py --model DIR --batch 2 --reps 5 \
+    . scripts/cpu-env.sh; python3 bench/torch_peer.py --model DIR --batch 2 --reps 5 \
         --inputs IN.safetensors --out OUT.json [--eps-out EPS.safetensors] \
         [--steps 20 --gen-reps 1] [--ort-inputs ORT_IN.safetensors]
 
