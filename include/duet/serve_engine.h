@@ -51,6 +51,7 @@ struct EngineInfo {
   float default_cfg_scale = 4.0f;
   int default_refine_every = 3;
   int threads = 0;  // model compute threads (cpu_load.h; 0: not reported, e.g. the fake engine)
+  std::string cpu_json;  // the machine (duet::cpu_info_json), "" when the engine has none
 };
 
 struct ImageTimings {

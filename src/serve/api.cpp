@@ -1,5 +1,4 @@
 #include "serve/api.h"
-#include "duet/cpu_features.h"
 
 #include <cmath>
 #include <limits>
@@ -282,7 +281,7 @@ std::string models_json(const EngineInfo& info) {
                 {"refine_every", info.default_refine_every}}}}}};
   // The machine the figures come from: CPU, dispatch and the engine's thread choice.
   json system = json::object();
-  if (auto cpu = cpu_info(); cpu.is_ok()) system["cpu"] = cpu_info_json(**cpu);
+  if (!info.cpu_json.empty()) system["cpu"] = json::parse(info.cpu_json, nullptr, false);
   system["threads"] = info.threads;
   m["duet"]["system"] = system;
   return json{{"object", "list"}, {"data", json::array({m})}}.dump();

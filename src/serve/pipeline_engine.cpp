@@ -21,10 +21,12 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <span>
 
 #include "diffusion/sampler.h"
+#include "duet/cpu_features.h"
 #include "duet/cpu_load.h"
 #include "duet/pipeline.h"
 #include "duet/serve_engine.h"
@@ -395,6 +397,7 @@ class PipelineEngine : public ImageEngine {
     info_.default_refine_every = d.refine_every;
     info_.default_cfg_scale = d.cfg_scale;
     info_.threads = choose_threads(o.threads).threads;
+    if (auto cpu = cpu_info(); cpu.is_ok()) info_.cpu_json = cpu_info_json(**cpu).dump();
   }
 
   const EngineInfo& info() const override { return info_; }
