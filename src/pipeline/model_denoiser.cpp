@@ -6,8 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "duet/model.h"
-#include "duet/pipeline.h"
+#include "pipeline/model_denoiser.h"
 
 namespace duet {
 namespace {
@@ -177,6 +176,14 @@ class ModelDenoiser : public Denoiser {
 
 }  // namespace
 
+std::unique_ptr<Denoiser> make_model_denoiser(std::shared_ptr<const Model> model) {
+  return std::make_unique<ModelDenoiser>(std::move(model));
+}
+
+const PromptState& model_prompt_state(const PromptEmbedding& embedding) {
+  return static_cast<const ModelPrompt&>(embedding).state;
+}
+
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads) {
   return load_denoiser(model_dir, threads, Precision::kF32);
 }
@@ -187,7 +194,7 @@ Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, in
   LoadOptions lo;
   lo.precision = precision;
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir, lo));
-  return std::unique_ptr<Denoiser>(std::make_unique<ModelDenoiser>(std::move(model)));
+  return make_model_denoiser(std::move(model));
 }
 
 }  // namespace duet
