@@ -8,6 +8,7 @@ PKGS=(
   libdnnl-dev ocl-icd-opencl-dev libhwy-dev libfftw3-dev nlohmann-json3-dev libpng-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
   python3 python3-torch python3-numpy python3-onnx python3-pil python3-scipy python3-pytest
+  python3-pip python3-setuptools python3-wheel python3-tqdm
   libopenblas0-pthread dataset-fashion-mnist
 )
 # Node.js + npm (ONNX Runtime peer, browser test). A NodeSource nodejs already bundles npm and
