@@ -17,5 +17,6 @@ cp -r python/duet_pkg/pyproject.toml python/duet_pkg/duet "$STAGE/"
 find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
 cp "$LIB" "$STAGE/duet/libduet.so.0"
 "$PY" -m pip install --user --break-system-packages --no-build-isolation --no-index --no-deps \
-  --force-reinstall --quiet --disable-pip-version-check --no-warn-script-location "$STAGE"
+  --force-reinstall --quiet --disable-pip-version-check --no-warn-script-location \
+  --root-user-action=ignore "$STAGE"
 echo "installed the duet Python package for $PY ($("$PY" -c 'import site; print(site.getusersitepackages())'))"
