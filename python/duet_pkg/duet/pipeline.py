@@ -42,9 +42,12 @@ class _Handle:
         self._keep = keep  # what must outlive this handle (a prompt's model)
 
     def __del__(self):
-        if self.ptr:
-            self._free(self.ptr)
-            self.ptr = None
+        ptr, self.ptr = self.ptr, None
+        if ptr:
+            try:
+                self._free(ptr)
+            except Exception:  # noqa: BLE001 — interpreter shutdown: ctypes may be gone already
+                pass
 
 
 def _is_int(v):

@@ -345,6 +345,7 @@ def test_load_generate_free_cycles_do_not_grow_rss():
     for _ in range(100):
         cycle()
     growth = rss_bytes() - before
+    print(f"RSS {before / 2**20:.1f} MiB -> {(before + growth) / 2**20:.1f} MiB over 100 cycles")
     # A leaked model (tiny-demo's weights alone are ~2 MB, plus its context) would add well over
     # 100 MB across 100 cycles; 8 MiB allows allocator noise.
     assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over 100 cycles"
