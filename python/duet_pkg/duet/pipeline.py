@@ -9,14 +9,23 @@ import os
 import signal
 import threading
 from dataclasses import dataclass, field
-from typing import NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _capi
 from ._errors import Error, check
 
+if TYPE_CHECKING:
+    import numpy as np
+
 _F32P = ctypes.POINTER(ctypes.c_float)
+
+
+def _numpy():
+    # numpy is needed for denoise and output_type="np" only: `import duet` works without it
+    # (PIL and PNG outputs need no numpy).
+    import numpy
+
+    return numpy
 _MAX_IMAGES = 64
 _OUTPUT_TYPES = ("pil", "np", "png")
 _PRECISIONS = ("f32", "fp32", "bf16", "int8")
@@ -344,6 +353,7 @@ class Pipeline:
         Returns DenoiseOutput(eps_s, eps_d, alpha, eps) as numpy float32 arrays."""
         model = self._handle()
         lib = _capi.load()
+        np = _numpy()
         x = np.asarray(x)
         if x.ndim != 4 or x.shape[1] != self.channels or x.dtype.kind != "f":
             raise ValueError(f"x must be a float array [B, {self.channels}, H, W], got "
@@ -404,6 +414,7 @@ def _output(lib, res, output_type):
     if output_type == "png":
         images = pngs
     elif output_type == "np":
+        np = _numpy()
         C, H, W = lib.duet_result_channels(res), lib.duet_result_height(res), lib.duet_result_width(res)
         # A view of the engine's [N, C, H, W] buffer in [-1, 1], mapped to [N, H, W, C] in [0, 1]
         # in one pass (no intermediate copy).
