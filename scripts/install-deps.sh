@@ -9,6 +9,7 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
   clang libclang-rt-14-dev chromium ca-certificates
   python3 python3-torch python3-numpy python3-onnx python3-pil python3-scipy python3-pytest
+  python3-pip python3-setuptools python3-wheel python3-tqdm
   libopenblas0-pthread dataset-fashion-mnist
 )
 # Node.js + npm (ONNX Runtime peer, browser test). A NodeSource nodejs already bundles npm and

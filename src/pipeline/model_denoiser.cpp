@@ -7,8 +7,7 @@
 #include <vector>
 
 #include "duet/cpu_load.h"
-#include "duet/model.h"
-#include "duet/pipeline.h"
+#include "pipeline/model_denoiser.h"
 
 namespace duet {
 namespace {
@@ -178,6 +177,14 @@ class ModelDenoiser : public Denoiser {
 
 }  // namespace
 
+std::unique_ptr<Denoiser> make_model_denoiser(std::shared_ptr<const Model> model) {
+  return std::make_unique<ModelDenoiser>(std::move(model));
+}
+
+const PromptState& model_prompt_state(const PromptEmbedding& embedding) {
+  return static_cast<const ModelPrompt&>(embedding).state;
+}
+
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads) {
   return load_denoiser(model_dir, threads, Precision::kF32);
 }
@@ -190,7 +197,7 @@ Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, in
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir, lo));
   // this thread's team, before any oneDNN primitive is created (they are made on first use)
   omp_set_num_threads(probe.finish(threads).threads);
-  return std::unique_ptr<Denoiser>(std::make_unique<ModelDenoiser>(std::move(model)));
+  return make_model_denoiser(std::move(model));
 }
 
 }  // namespace duet

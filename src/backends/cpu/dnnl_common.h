@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
+#include <memory>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backends/backend.h"
@@ -38,13 +39,23 @@ inline void* thread_scratchpad(size_t bytes) {
 }
 dnnl::memory reorder_to(const dnnl::memory& from, const dnnl::memory::desc& to_md);
 
+// Liveness of one cached primitive entry (a member of it): the per-thread handle caches below
+// hold a weak reference, so the handles of entries that died with their Model are found and
+// destroyed (otherwise every Model loaded and freed in a process leaks them on every thread
+// that ran it). Created once per entry; copying / moving keeps the same identity.
+struct BoundToken {
+  std::shared_ptr<char> alive = std::make_shared<char>(0);
+};
+
 // C memory handles (no data) for the descriptors `mds` of one cached primitive entry, per
 // calling thread: created on the entry's first execution and afterwards only re-pointed with
-// dnnl_memory_set_data_handle, so a warm execution creates nothing. The descriptors are
-// re-checked on lookup because an entry address can be reused by a later Model. Returns
-// mds.size() (<= kMaxBoundHandles) handles in the order given.
+// dnnl_memory_set_data_handle, so a warm execution creates nothing. An entry address reused by
+// a later Model is told apart by its token; handles of dead entries are destroyed whenever the
+// thread's cache has doubled since its last sweep (amortised, never in the steady state).
+// Returns mds.size() (<= kMaxBoundHandles) handles in the order given.
 constexpr int kMaxBoundHandles = 6;
-dnnl_memory_t* bound_handles(const void* entry, std::initializer_list<dnnl::memory::desc> mds);
+dnnl_memory_t* bound_handles(const void* entry, const BoundToken& token,
+                             std::initializer_list<dnnl::memory::desc> mds);
 // dnnl_primitive_execute; a failure here is an engine bug, reported loudly.
 void execute_or_die(const dnnl::primitive& p, int nargs, const dnnl_exec_arg_t* args);
 

@@ -24,6 +24,7 @@ struct ConvEntry {
   size_t scratch_bytes = 0;  // max over the three primitives (they run one after another)
   memory::desc scratch_md;   // [scratch_bytes] u8
   memory weights;
+  BoundToken token;
 };
 
 dnnl::primitive_attr user_scratchpad() {
@@ -120,7 +121,7 @@ void dnnl_conv2d(const PreparedConv& p, const float* x, int64_t b, int64_t h, in
   const ConvEntry& e = checked([&]() -> const ConvEntry& { return op.entry(b, h, w); });
   // user_src, src, dst, user_dst, scratch
   dnnl_memory_t* m =
-      bound_handles(&e, {e.user_src_md, e.src_md, e.dst_md, e.user_dst_md, e.scratch_md});
+      bound_handles(&e, e.token, {e.user_src_md, e.src_md, e.dst_md, e.user_dst_md, e.scratch_md});
   dnnl_memory_set_data_handle(m[4], thread_scratchpad(e.scratch_bytes));
   if (e.src_reorder) {
     dnnl_memory_set_data_handle(m[0], const_cast<float*>(x));

@@ -24,6 +24,7 @@ struct LowpEntry {
   dnnl::primitive prim;
   memory::desc src_md, dst_md, scratch_md;
   memory weights;  // packed for this primitive
+  BoundToken token;
 };
 
 // Executes e on converted activations `src`. bf16 (sx == null): bias is the primitive's bias.
@@ -31,8 +32,8 @@ struct LowpEntry {
 // operand of post-op 1 (binary add).
 void execute(const LowpEntry& e, const void* src, float* dst, const memory& bias, const float* sx) {
   static const memory::desc sx_md({1, 1}, dt::f32, tag::ab);
-  dnnl_memory_t* m = sx ? bound_handles(&e, {e.src_md, e.dst_md, e.scratch_md, sx_md})
-                        : bound_handles(&e, {e.src_md, e.dst_md, e.scratch_md});
+  dnnl_memory_t* m = sx ? bound_handles(&e, e.token, {e.src_md, e.dst_md, e.scratch_md, sx_md})
+                        : bound_handles(&e, e.token, {e.src_md, e.dst_md, e.scratch_md});
   dnnl_memory_set_data_handle(m[0], const_cast<void*>(src));
   dnnl_memory_set_data_handle(m[1], dst);
   dnnl_memory_set_data_handle(m[2], thread_scratchpad(e.scratch_md.get_size()));

@@ -2,9 +2,11 @@
 #include "backends/cpu/activations.h"
 #include "backends/cpu/dnnl_common.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
@@ -92,6 +94,7 @@ struct BoundSet {
   int n = 0;
   dnnl_memory_desc_t md[kMaxBoundHandles]{};
   dnnl_memory_t mem[kMaxBoundHandles]{};
+  std::weak_ptr<char> alive;  // the entry's BoundToken
   void destroy() {
     for (int i = 0; i < n; ++i) dnnl_memory_destroy(mem[i]);
   }
@@ -99,19 +102,36 @@ struct BoundSet {
 
 struct BoundCache {
   std::unordered_map<const void *, BoundSet> by_entry;
+  size_t sweep_at = 64;  // sweep dead entries when the map reaches this size
   ~BoundCache() {
     for (auto &[key, b] : by_entry) b.destroy();
   }
+  void sweep() {
+    for (auto it = by_entry.begin(); it != by_entry.end();) {
+      if (it->second.alive.expired()) {
+        it->second.destroy();
+        it = by_entry.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    sweep_at = std::max<size_t>(64, 2 * by_entry.size());
+  }
 };
+
+bool same_owner(const std::weak_ptr<char> &a, const std::shared_ptr<char> &b) {
+  return !a.owner_before(b) && !b.owner_before(a);
+}
 
 }  // namespace
 
-dnnl_memory_t *bound_handles(const void *entry, std::initializer_list<memory::desc> mds) {
+dnnl_memory_t *bound_handles(const void *entry, const BoundToken &token,
+                             std::initializer_list<memory::desc> mds) {
   thread_local BoundCache cache;
   const int n = static_cast<int>(mds.size());
   auto it = cache.by_entry.find(entry);
   if (it != cache.by_entry.end()) {
-    bool same = it->second.n == n;
+    bool same = it->second.n == n && same_owner(it->second.alive, token.alive);
     int i = 0;
     for (const memory::desc &md : mds)
       same = same && dnnl_memory_desc_equal(&it->second.md[i++], &md.data);
@@ -123,8 +143,10 @@ dnnl_memory_t *bound_handles(const void *entry, std::initializer_list<memory::de
     std::fprintf(stderr, "duet: internal error: %d bound memories (max %d)\n", n, kMaxBoundHandles);
     std::abort();
   }
+  if (cache.by_entry.size() + 1 >= cache.sweep_at) cache.sweep();
   BoundSet b;
   b.n = n;
+  b.alive = token.alive;
   int i = 0;
   for (const memory::desc &md : mds) {
     b.md[i] = md.data;
@@ -147,10 +169,11 @@ namespace {
 
 // Executes with the C API (an args array on the stack: no std::unordered_map
 // per call on our side).
-void execute(const void *entry, const dnnl::primitive &p, const memory::desc &src_md,
+void execute(const void *entry, const BoundToken &token, const dnnl::primitive &p,
+             const memory::desc &src_md,
              const float *src, const memory &weights, const memory &bias,
              const memory::desc &dst_md, float *dst, const memory::desc &scratch_md) {
-  dnnl_memory_t *m = bound_handles(entry, {src_md, dst_md, scratch_md});  // src, dst, scratch
+  dnnl_memory_t *m = bound_handles(entry, token, {src_md, dst_md, scratch_md});  // src, dst, scratch
   dnnl_memory_set_data_handle(m[0], const_cast<float *>(src));
   dnnl_memory_set_data_handle(m[1], dst);
   dnnl_memory_set_data_handle(m[2], thread_scratchpad(scratch_md.get_size()));
@@ -166,6 +189,7 @@ struct Entry {
   dnnl::primitive prim;
   memory::desc src_md, dst_md, scratch_md;
   memory weights;  // packed for this primitive (may share the op's buffer)
+  BoundToken token;
 };
 
 // ---- linear
@@ -246,7 +270,7 @@ Result<std::unique_ptr<PreparedLinear>> dnnl_prepare_linear(const float *w, cons
 void dnnl_linear(const PreparedLinear &p, const float *x, int64_t m, float *y) {
   const auto &op = static_cast<const DnnlLinear &>(p);
   const Entry &e = checked([&]() -> const Entry & { return op.entry(m); });
-  execute(&e, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
+  execute(&e, e.token, e.prim, e.src_md, x, e.weights, op.bias, e.dst_md, y, e.scratch_md);
   if (op.separate_gelu(m)) gelu_tanh_inplace(y, m * op.out);
 }
 
