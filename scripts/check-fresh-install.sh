@@ -2,13 +2,15 @@
 # Proves the README's main command works on a fresh Debian 12: makes a minimal Debian 12 root
 # (mmdebstrap --variant=minbase bookworm; debootstrap --variant=minbase as fallback), copies the
 # checkout in (tracked + untracked-not-ignored files: no build dirs, no node_modules), runs
-# ./scripts/run-demo.sh inside it with chroot, and checks that a PNG came out.
+# ./scripts/run-demo.sh inside it with chroot, checks that a PNG came out, and runs the README's
+# Python example there (scripts/run-readme-python.sh).
 #
 #   scripts/check-fresh-install.sh                 # as root, or through sudo
 #   FRESH_CMD='./scripts/build.sh && ctest --test-dir build -R Precision' scripts/check-fresh-install.sh
 #
 # Environment:
-#   FRESH_CMD      command run in the checkout inside the root (default ./scripts/run-demo.sh);
+#   FRESH_CMD      command run in the checkout inside the root (default: ./scripts/run-demo.sh &&
+#                  ./scripts/run-readme-python.sh);
 #                  the PNG check only applies to the default command
 #   FRESH_KEEP=1   keep the root (unmounted) and print its path; default: removed at the end
 #   FRESH_CACHE=0  no caches. Default 1: the bootstrapped minbase root is kept as a tarball and the
@@ -37,7 +39,9 @@ if [ "$(id -u)" -ne 0 ]; then
     "$0" "$@"
 fi
 
-CMD=${FRESH_CMD:-./scripts/run-demo.sh}
+# The main command, then the README's Python example (`python3 -c "import duet"` must work after it).
+DEFAULT_CMD='./scripts/run-demo.sh && ./scripts/run-readme-python.sh'
+CMD=${FRESH_CMD:-$DEFAULT_CMD}
 KEEP=${FRESH_KEEP:-0}
 CACHE=${FRESH_CACHE:-1}
 CACHE_DIR=${FRESH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/duet/fresh-root}
@@ -231,7 +235,7 @@ fi
 
 # --- phase 4: the PNG ----------------------------------------------------------------------
 PHASE="PNG check"
-if [ "$CMD" = ./scripts/run-demo.sh ]; then
+if [ "$CMD" = "$DEFAULT_CMD" ]; then
   png=$ROOT$GUEST_DIR/duet-output.png
   [ -f "$png" ] || die "run-demo.sh succeeded but wrote no $GUEST_DIR/duet-output.png"
   sig=$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: install, build, C++ unit + golden tests, the kernel/precision/golden tests again with
-# the ISA capped to AVX2, the same under ASan/UBSan, fuzzers, web UI, python tests, and the README's
-# main command in a fresh minimal Debian 12 root. Prints each stage's time at the end.
+# the ISA capped to AVX2, the same under ASan/UBSan, fuzzers, web UI, python tests (the reference
+# and the duet package), and the README's main command + Python example in a fresh minimal Debian
+# 12 root. Prints each stage's time at the end.
 #   SKIP_FRESH_ROOT=1 scripts/run-tests.sh   # local runs without root/network (CI never sets it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +59,8 @@ stage "Web UI browser test (playwright-core + headless chromium)"
 stage "Python reference tests (ONNX graphs checked with onnxruntime-node)"
 (cd python/onnx_check && npm install --ignore-scripts --no-audit --no-fund --silent)
 (cd python && /usr/bin/python3 -m pytest -q tests)
+stage "Python package duet (pytest over libduet.so: PNG = duet generate, GIL, cancel, RSS, doc examples)"
+/usr/bin/python3 -m pytest -q python/duet_pkg/tests
 if [ "${SKIP_FRESH_ROOT:-0}" = 1 ]; then
   echo "== Fresh Debian 12 root: SKIPPED (SKIP_FRESH_ROOT=1; CI runs it)"
 else

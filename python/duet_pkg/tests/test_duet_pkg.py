@@ -367,6 +367,22 @@ def test_python_doc_examples_run(tmp_path):
         assert r.returncode == 0, f"docs/python.md example {i}:\n{code}\n{r.stderr}"
 
 
+def test_readme_python_example_runs(tmp_path):
+    text = open(os.path.join(REPO, "README.md")).read()
+    m = re.search(r"<!-- readme-python.*?-->\n```python\n(.*?)```", text, re.S)
+    assert m, "README.md: no ```python block after the readme-python marker"
+    code = m.group(1)
+    assert len(code.strip().splitlines()) <= 5, "the README promises a five-line example"
+    env = dict(os.environ, PYTHONPATH=PKG + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    os.symlink(os.path.join(REPO, "models"), tmp_path / "models")
+    r = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"README.md example:\n{code}\n{r.stderr}"
+    png = (tmp_path / "sneaker.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "sampler" in r.stdout or "Steps" in r.stdout, r.stdout
+
+
 def test_c_doc_examples_run(tmp_path):
     blocks = code_blocks("c-api.md", "c")
     assert len(blocks) >= 1
