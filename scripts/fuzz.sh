@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-30}"
 BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
 JOBS="${FUZZ_JOBS:-1}"
-TARGETS="${FUZZ_TARGETS:-safetensors config tokenizer png parameters serve_request}"
+TARGETS="${FUZZ_TARGETS:-safetensors config tokenizer png parameters serve_request serve_frontends}"
 
 need=()
 command -v clang++ >/dev/null 2>&1 || need+=(clang)
@@ -33,12 +33,12 @@ cmake --build "$BUILD" -j"$JOBS" >/dev/null
 max_len() {
   case "$1" in
     safetensors) echo 65536 ;; png) echo 65536 ;; config) echo 8192 ;;
-    serve_request) echo 16384 ;; *) echo 4096 ;;
+    serve_request|serve_frontends) echo 16384 ;; *) echo 4096 ;;
   esac
 }
 dict() {
   case "$1" in
-    safetensors|config|serve_request) echo fuzz/dicts/json.dict ;;
+    safetensors|config|serve_request|serve_frontends) echo fuzz/dicts/json.dict ;;
     png) echo fuzz/dicts/png.dict ;; parameters) echo fuzz/dicts/parameters.dict ;;
     *) echo "" ;;
   esac

@@ -4,7 +4,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 PKGS=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git curl jq
   libdnnl-dev ocl-icd-opencl-dev libhwy-dev libfftw3-dev nlohmann-json3-dev libpng-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
   clang libclang-rt-14-dev chromium ca-certificates

@@ -127,6 +127,11 @@ struct GenerateParams {
   // img2img: [C, H, W] in [-1, 1] (empty = txt2img); the same image for every batch entry.
   std::vector<float> init_image;
   double strength = 0.75;  // img2img: fraction of the schedule that is re-run
+  // Inpainting by latent blending (needs init_image): [H, W] in [0, 1], 1 = regenerate, 0 =
+  // keep. After every model call c the latents become m·x + (1 − m)·x0_c, where x0_c is the init
+  // image noised (with the run's own x_T) to the level of call c + 1 — the image itself after
+  // the last call — so kept pixels equal the init image exactly. Empty = plain img2img.
+  std::vector<float> mask;
   // Sampler details (defaults follow the python reference pipeline): for ddim, leading spacing
   // with steps_offset 1 and the final alphabar = alphas_cumprod[0].
   int steps_offset = -1;  // -1 = 1 for ddim, else the diffusers default

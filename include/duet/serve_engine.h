@@ -33,6 +33,14 @@ struct ImageRequest {
   float cfg_scale = 4.0f;
   int64_t seed = 0;
   int refine_every = 3;  // 0 = never run the refiner
+  bool karras = false;   // Karras sigmas (every sampler except ddim / ddpm)
+  // img2img (null = txt2img): the start image [C, H, W] in [-1, 1] (C = EngineInfo::channels,
+  // H, W = height, width), re-noised to `strength` of the schedule. Shared: requests are copied.
+  std::shared_ptr<const std::vector<float>> init_image;
+  double strength = 0.75;
+  // Inpainting (needs init_image; null = none): [H, W] in [0, 1], 1 = regenerate, 0 = keep the
+  // init image (GenerateParams::mask).
+  std::shared_ptr<const std::vector<float>> mask;
 };
 
 // What the server needs to know to validate requests and describe the model.

@@ -112,6 +112,7 @@ ImageParameters image_parameters(const GenerateParams& p, const GenerateResult& 
   ip.set("RNG", p.rng);
   if (p.eta != 0.0f) ip.set("Eta", short_float(p.eta));
   if (!p.init_image.empty()) ip.set("Denoising strength", short_float(p.strength));
+  if (!p.mask.empty()) ip.set("Mask", "latent blend");
   if (p.n > 1) {
     ip.set("Batch size", std::to_string(p.n));
     ip.set("Batch pos", std::to_string(index));

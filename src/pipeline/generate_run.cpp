@@ -54,6 +54,9 @@ struct GenerateRun::State {
   int call = 0;  // next model call
   Clock::time_point t_start, t_loop, t_call;
   bool finished = false;
+  // Inpainting (empty unless GenerateParams::mask): per-pixel mask m [H, W], the init images
+  // x0 [n, C, H, W] and scratch for x0 noised to the next call's level [n, C, H, W].
+  std::vector<float> mask, x0, x0_noised;
 };
 
 GenerateRun::GenerateRun(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -130,6 +133,11 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::start(const DenoiserInfo& info
     } else {
       std::copy(x0.begin(), x0.end(), x);
     }
+    if (!p.mask.empty()) {
+      s.mask = p.mask;
+      s.x0 = std::move(x0);
+      s.x0_noised.resize(s.N);
+    }
   } else {
     const float sigma = s.sampler->init_noise_sigma();
     for (size_t i = 0; i < s.N; ++i) x[i] = xT[i] * sigma;
@@ -188,6 +196,21 @@ Status GenerateRun::complete(float* out, const GenerateProgressFn& progress) {
   }
   float* x = r.samples.f32();
   DUET_RETURN_IF_ERROR(s.sampler->step(c, out, x, *s.noise));
+  if (!s.mask.empty()) {
+    // Latent blend: kept pixels follow the init image's own noising path (same x_T), so the
+    // next call sees them at its noise level; after the last call they are the init image.
+    const float* keep = s.x0.data();
+    if (c + 1 < r.num_calls) {
+      DUET_RETURN_IF_ERROR(
+          s.sampler->add_noise(s.x0.data(), r.x_T.f32(), c + 1, s.x0_noised.data()));
+      keep = s.x0_noised.data();
+    }
+    const size_t hw = s.mask.size();
+    for (size_t i = 0; i < s.N; ++i) {
+      const float m = s.mask[i % hw];
+      x[i] = m * x[i] + (1.0f - m) * keep[i];
+    }
+  }
   ++s.call;
   const auto now = Clock::now();
   r.timings.call_s.push_back(seconds_between(s.t_call, now));

@@ -87,6 +87,16 @@ Status validate_generate_params(const GenerateParams& p, const DenoiserInfo& inf
                               std::to_string(H) + "x" + std::to_string(W));
     if (!(p.strength >= 0.0 && p.strength <= 1.0))
       return invalid_argument("strength must be in [0, 1], got " + std::to_string(p.strength));
+    if (!p.mask.empty()) {
+      if (p.mask.size() != static_cast<size_t>(H) * W)
+        return invalid_argument("mask has " + std::to_string(p.mask.size()) +
+                                " values, the image needs " + std::to_string(H) + "x" +
+                                std::to_string(W));
+      for (float m : p.mask)
+        if (!(m >= 0.0f && m <= 1.0f)) return invalid_argument("mask values must be in [0, 1]");
+    }
+  } else if (!p.mask.empty()) {
+    return invalid_argument("a mask needs an init image (inpainting is img2img)");
   }
   if (!(p.eta >= 0.0f && p.eta <= 1.0f))
     return invalid_argument("eta must be in [0, 1], got " + std::to_string(p.eta));

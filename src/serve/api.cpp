@@ -94,6 +94,18 @@ json request_object(const ImageRequest& r) {
           {"refine_every", r.refine_every}};
 }
 
+// request_object plus the fields only some requests have (so txt2img answers keep their shape).
+json request_json(const ImageRequest& r) {
+  json j = request_object(r);
+  if (r.karras) j["karras"] = true;
+  if (r.init_image) {
+    j["init_image"] = true;
+    j["strength"] = std::stod(fmt_float(static_cast<float>(r.strength)));
+  }
+  if (r.mask) j["mask"] = true;
+  return j;
+}
+
 // Caller holds job.mu.
 json job_object_locked(const Job& job) {
   json j = {{"id", job.id},
@@ -102,7 +114,7 @@ json job_object_locked(const Job& job) {
             {"step", job.step},
             {"steps", job.request.steps},
             {"created", job.created_unix},
-            {"request", request_object(job.request)}};
+            {"request", request_json(job.request)}};
   std::vector<int64_t> seeds(job.request.n, job.request.seed);
   if (job.output) seeds = job.output->seeds;
   j["seeds"] = seeds;
@@ -135,17 +147,29 @@ json job_object_locked(const Job& job) {
 }  // namespace
 
 std::variant<ParsedGeneration, ApiError> parse_generation(const std::string& body,
-                                                          const ImageEngine& engine) {
-  const EngineInfo& info = engine.info();
+                                                          const ImageEngine& engine,
+                                                          const ParseOptions& options) {
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return bad("", "the request body is not valid JSON");
   if (!j.is_object()) return bad("", "the request body must be a JSON object");
+  return parse_generation_object(j, engine, options);
+}
+
+std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann::json& j,
+                                                                 const ImageEngine& engine,
+                                                                 const ParseOptions& options) {
+  const EngineInfo& info = engine.info();
   static const std::set<std::string> known = {
       "prompt",  "n",         "size",  "response_format", "negative_prompt", "steps",
       "sampler", "cfg_scale", "seed",  "refine_every",    "model",           "user",
-      "quality", "style",     "width", "height"};
+      "quality", "style",     "width", "height",          "karras"};
+  static const std::set<std::string> known_img2img = {"image", "mask", "strength"};
   for (const auto& [k, v] : j.items())
-    if (!known.count(k)) return bad(k, "unknown field '" + k + "'");
+    if (!known.count(k) && !(options.img2img && known_img2img.count(k)))
+      return bad(k, "unknown field '" + k + "'" +
+                        (known_img2img.count(k) ? " (img2img fields belong to "
+                                                  "/v1/images/edits and /v1/jobs)"
+                                                : ""));
   ParsedGeneration out;
   ImageRequest& r = out.request;
   ApiError err;
@@ -164,8 +188,8 @@ std::variant<ParsedGeneration, ApiError> parse_generation(const std::string& bod
   v = 1;
   if (!get_int(j, "n", 1, info.max_n, &v, &err)) return err;
   r.n = static_cast<int>(v);
-  r.width = info.width;
-  r.height = info.height;
+  r.width = options.default_width > 0 ? options.default_width : info.width;
+  r.height = options.default_height > 0 ? options.default_height : info.height;
   std::string size;
   if (!get_string(j, "size", 32, &size, &err)) return err;
   if (!size.empty() && !parse_size(size, &r.width, &r.height))
@@ -217,16 +241,35 @@ std::variant<ParsedGeneration, ApiError> parse_generation(const std::string& bod
   v = info.default_refine_every;
   if (!get_int(j, "refine_every", 0, 1000, &v, &err)) return err;
   r.refine_every = static_cast<int>(v);
-  if (Status st = engine.validate(r); !st.is_ok()) {
-    ApiError e = bad("", st.message());
-    if (st.code() == StatusCode::kResourceExhausted) {  // over the server's memory cap
-      e.status = 413;
-      e.param = "n";
-      e.type = "resource_limit_error";
-    }
-    return e;
+  if (j.contains("karras") && !j["karras"].is_null()) {
+    if (!j["karras"].is_boolean())
+      return bad("karras", "'karras' must be true or false, got " + j["karras"].dump());
+    r.karras = j["karras"].get<bool>();
+    if (r.karras && (r.sampler == "ddim" || r.sampler == "ddpm"))
+      return bad("karras", "Karras sigmas apply to every sampler except ddim and ddpm");
   }
+  if (options.img2img && j.contains("strength") && !j["strength"].is_null()) {
+    const json& c = j["strength"];
+    const double d = c.is_number() ? c.get<double>() : -1;
+    if (!c.is_number() || !std::isfinite(d) || d < 0 || d > 1)
+      return bad("strength", "'strength' must be a number in [0, 1], got " + c.dump());
+    r.strength = d;
+  }
+  if (!options.defer_engine_check)
+    if (auto e = engine_check(engine, r)) return *e;
   return out;
+}
+
+std::optional<ApiError> engine_check(const ImageEngine& engine, const ImageRequest& r) {
+  const Status st = engine.validate(r);
+  if (st.is_ok()) return std::nullopt;
+  ApiError e = bad("", st.message());
+  if (st.code() == StatusCode::kResourceExhausted) {  // over the server's memory cap
+    e.status = 413;
+    e.param = "n";
+    e.type = "resource_limit_error";
+  }
+  return e;
 }
 
 std::string error_json(const ApiError& e) {

@@ -1,8 +1,12 @@
 // The JSON edge of the server: request bodies -> typed ImageRequest (with errors that name the
-// field), jobs and errors -> JSON text. Nothing JSON-typed leaves this file pair.
+// field), jobs and errors -> JSON text. JSON values leave this file pair only towards the other
+// API front ends (openai_edits, sdapi, mcp), which build request objects for
+// parse_generation_object.
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -23,10 +27,25 @@ struct ParsedGeneration {
   std::string response_format = "b64_json";
 };
 
+// What a route accepts beyond the generation fields.
+struct ParseOptions {
+  bool img2img = false;             // `image`, `mask` (the caller attaches them) and `strength`
+  int default_width = 0;            // the size when none is given (0 = the model's): an init
+  int default_height = 0;           // image's own size
+  bool defer_engine_check = false;  // the caller runs engine_check() once images are attached
+};
+
 // Parses and validates a generation body against the engine (defaults filled in; a random
 // seed is drawn here when none, or -1, is given).
 std::variant<ParsedGeneration, ApiError> parse_generation(const std::string& body,
-                                                          const ImageEngine& engine);
+                                                          const ImageEngine& engine,
+                                                          const ParseOptions& options = {});
+// The same for a parsed JSON object (multipart forms and other APIs build one).
+std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann::json& j,
+                                                                 const ImageEngine& engine,
+                                                                 const ParseOptions& options = {});
+// The engine's own checks of a complete request (413 for the memory cap), nullopt when fine.
+std::optional<ApiError> engine_check(const ImageEngine& engine, const ImageRequest& r);
 
 std::string error_json(const ApiError& e);
 // The job as JSON (state, progress, request, seeds, timings, image URLs, error).

@@ -143,8 +143,17 @@ class FakeEngine : public ImageEngine {
     std::snprintf(cfg, sizeof cfg, "%.6g", r.cfg_scale);
     const std::string what = r.prompt + '\0' + r.negative_prompt + '\0' + std::to_string(r.seed) +
                              '\0' + cfg + '\0' + std::to_string(r.steps) + r.sampler + '\0' +
-                             std::to_string(r.refine_every);
-    const uint64_t base = fnv1a(what);
+                             std::to_string(r.refine_every) + (r.karras ? "k" : "");
+    uint64_t base = fnv1a(what);
+    // img2img / inpainting inputs change the images too (hashed by value).
+    auto hash_floats = [&](const std::shared_ptr<const std::vector<float>>& v) {
+      if (!v) return;
+      base = fnv1a(std::string(reinterpret_cast<const char*>(v->data()), v->size() * sizeof(float)),
+                   base);
+    };
+    hash_floats(r.init_image);
+    hash_floats(r.mask);
+    if (r.init_image) base = fnv1a(std::to_string(r.strength), base);
     for (int i = 0; i < r.n; ++i) {
       const uint64_t h = splitmix(base + static_cast<uint64_t>(i));
       const float fx = 0.05f + (h & 0xff) / 1200.0f, fy = 0.05f + ((h >> 8) & 0xff) / 1200.0f;
@@ -171,6 +180,9 @@ class FakeEngine : public ImageEngine {
       p.set("Model", info_.model);
       p.set("Refine", r.refine_every > 0 ? "every " + std::to_string(r.refine_every) : "none");
       p.set("Batch pos", std::to_string(i));
+      if (r.karras) p.set("Schedule type", "Karras");
+      if (r.init_image) p.set("Denoising strength", std::to_string(r.strength).substr(0, 4));
+      if (r.mask) p.set("Mask", "latent blend");
       o->parameters.push_back(std::move(p));
     }
   }

@@ -21,7 +21,11 @@
 #include "serve/api.h"
 #include "serve/conn_guard.h"
 #include "serve/jobs.h"
+#include "serve/mcp.h"
 #include "serve/metrics.h"
+#include "serve/openai_edits.h"
+#include "serve/sdapi.h"
+#include "serve/sync_run.h"
 #include "serve/webui.h"
 #endif
 
@@ -76,10 +80,24 @@ std::string route_label(const httplib::Request& req) {
     path = "/v1/jobs/{id}";
     if (m[1].matched) path += m[1].str().rfind("/events", 0) == 0 ? "/events" : "/images/{k}.png";
   } else if (path != "/" && path != "/healthz" && path != "/readyz" && path != "/metrics" &&
-             path != "/v1/models" && path != "/v1/jobs" && path != "/v1/images/generations") {
+             path != "/v1/models" && path != "/v1/jobs" && path != "/v1/images/generations" &&
+             path != "/v1/images/edits" && path != "/mcp" && path.rfind("/sdapi/v1/", 0) != 0) {
     path = "other";
   }
   return req.method + " " + path;
+}
+
+// Is a browser's Origin this server itself or a loopback page (MCP's DNS-rebinding rule)?
+bool local_origin(const std::string& origin, const std::string& host) {
+  const size_t scheme = origin.find("://");
+  if (scheme == std::string::npos) return false;
+  const std::string authority = origin.substr(scheme + 3);
+  if (authority == host) return true;
+  const std::string name =
+      authority.substr(0, authority.rfind(':') == std::string::npos || authority.back() == ']'
+                              ? authority.size()
+                              : authority.rfind(':'));
+  return name == "localhost" || name == "127.0.0.1" || name == "[::1]";
 }
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
@@ -149,8 +167,15 @@ struct Server::Impl {
 
   void install_routes();
   void submit_or_reject(const std::shared_ptr<Job>& job, httplib::Response& res, bool* ok);
+  serve::SyncResult run_sync(const httplib::Request& req, const ImageRequest& r,
+                             const std::string& api);
   void generations(const httplib::Request& req, httplib::Response& res);
+  void edits(const httplib::Request& req, httplib::Response& res);
+  void answer_images(const serve::SyncResult& out, httplib::Response& res);
   void create_job(const httplib::Request& req, httplib::Response& res);
+  void sd_generate(const httplib::Request& req, httplib::Response& res, bool img2img);
+  void install_sdapi_and_mcp_routes();
+  std::atomic<uint64_t> sd_interrupts{0};  // POST /sdapi/v1/interrupt calls
   std::shared_ptr<Job> lookup(const std::string& id, httplib::Response& res);
   void events(const std::shared_ptr<Job>& job, httplib::Response& res);
 };
@@ -174,14 +199,29 @@ void Server::Impl::submit_or_reject(const std::shared_ptr<Job>& job, httplib::Re
   }
 }
 
-void Server::Impl::generations(const httplib::Request& req, httplib::Response& res) {
-  auto parsed = serve::parse_generation(req.body, *engine);
-  if (auto* e = std::get_if<ApiError>(&parsed))
-    return send_json(res, e->status, serve::error_json(*e));
-  auto job = jobs->make_job(std::get<serve::ParsedGeneration>(parsed).request, /*sync=*/true);
-  bool ok = false;
-  submit_or_reject(job, res, &ok);
-  if (!ok) return;
+serve::SyncResult Server::Impl::run_sync(const httplib::Request& req, const ImageRequest& r,
+                                         const std::string& api) {
+  serve::SyncResult out;
+  auto fail = [&out](int status, std::string message, std::string type) {
+    out.status = status;
+    out.error.status = status;
+    out.error.message = std::move(message);
+    out.error.type = std::move(type);
+    return out;
+  };
+  auto job = jobs->make_job(r, /*sync=*/true);
+  job->api = api;
+  switch (jobs->submit(job)) {
+    case JobManager::Submit::kOk:
+      break;
+    case JobManager::Submit::kQueueFull:
+      out.retry_after_s = jobs->retry_after_s();
+      return fail(429,
+                  "the queue is full (" + std::to_string(opts.max_queue) + " jobs); retry later",
+                  "rate_limit_error");
+    case JobManager::Submit::kDraining:
+      return fail(503, "the server is shutting down", "server_error");
+  }
   const int fd = find_socket(req);
   bool disconnected = false;
   {
@@ -197,6 +237,7 @@ void Server::Impl::generations(const httplib::Request& req, httplib::Response& r
     }
   }
   jobs->forget(job->id);
+  out.job = job;
   JobState state;
   Status error;
   bool timed_out;
@@ -207,22 +248,57 @@ void Server::Impl::generations(const httplib::Request& req, httplib::Response& r
     timed_out = job->timed_out;
   }
   if (state == JobState::kSucceeded) {
-    std::vector<std::string> pngs;
     for (int k = 0; k < job->request.n; ++k) {
       auto png = serve::job_png(*job, k);
-      if (!png.is_ok()) return send_error(res, 500, png.status().message(), "", "server_error");
-      pngs.push_back(std::move(png).value());
+      if (!png.is_ok()) return fail(500, png.status().message(), "server_error");
+      out.pngs.push_back(std::move(png).value());
     }
-    return send_json(res, 200, serve::images_json(*job, pngs));
+    return out;
   }
-  if (timed_out) return send_error(res, 504, error.message(), "", "timeout_error");
+  if (timed_out) return fail(504, error.message(), "timeout_error");
   if (state == JobState::kCancelled)
-    return send_error(res, disconnected ? 499 : 503, error.message(), "", "cancelled");
-  send_error(res, 500, error.message(), "", "server_error");
+    return fail(disconnected ? 499 : 503, error.message(), "cancelled");
+  return fail(500, error.message(), "server_error");
+}
+
+void Server::Impl::answer_images(const serve::SyncResult& out, httplib::Response& res) {
+  if (out.status == 200) return send_json(res, 200, serve::images_json(*out.job, out.pngs));
+  if (out.retry_after_s > 0) res.set_header("Retry-After", std::to_string(out.retry_after_s));
+  send_json(res, out.status, serve::error_json(out.error));
+}
+
+void Server::Impl::generations(const httplib::Request& req, httplib::Response& res) {
+  auto parsed = serve::parse_generation(req.body, *engine);
+  if (auto* e = std::get_if<ApiError>(&parsed))
+    return send_json(res, e->status, serve::error_json(*e));
+  answer_images(run_sync(req, std::get<serve::ParsedGeneration>(parsed).request, "openai"), res);
+}
+
+// The multipart form as FormParts (cpp-httplib files every part, text fields included).
+static std::vector<serve::FormPart> form_parts(const httplib::Request& req) {
+  std::vector<serve::FormPart> parts;
+  for (const auto& [name, f] : req.files)
+    parts.push_back({name, f.filename, f.content_type, f.content});
+  return parts;
+}
+
+static std::string multipart_needed(const httplib::Request& req) {
+  const std::string ct = req.get_header_value("Content-Type");
+  return "this route takes multipart/form-data (an 'image' PNG file and text fields), got " +
+         (ct.empty() ? std::string("no Content-Type") : "Content-Type " + ct);
+}
+
+void Server::Impl::edits(const httplib::Request& req, httplib::Response& res) {
+  if (!req.is_multipart_form_data()) return send_error(res, 400, multipart_needed(req), "image");
+  auto parsed = serve::parse_edit_form(form_parts(req), *engine);
+  if (auto* e = std::get_if<ApiError>(&parsed))
+    return send_json(res, e->status, serve::error_json(*e));
+  answer_images(run_sync(req, std::get<serve::ParsedGeneration>(parsed).request, "openai"), res);
 }
 
 void Server::Impl::create_job(const httplib::Request& req, httplib::Response& res) {
-  auto parsed = serve::parse_generation(req.body, *engine);
+  auto parsed = req.is_multipart_form_data() ? serve::parse_edit_form(form_parts(req), *engine)
+                                             : serve::parse_job_json(req.body, *engine);
   if (auto* e = std::get_if<ApiError>(&parsed))
     return send_json(res, e->status, serve::error_json(*e));
   auto job = jobs->make_job(std::get<serve::ParsedGeneration>(parsed).request, /*sync=*/false);
@@ -231,6 +307,96 @@ void Server::Impl::create_job(const httplib::Request& req, httplib::Response& re
   if (!ok) return;
   res.set_header("Location", "/v1/jobs/" + job->id);
   send_json(res, 202, serve::job_json(*job));
+}
+
+// /sdapi/v1/txt2img and img2img: one blocking job per iteration. An interrupt answers with the
+// images made until then (as A1111 does); any other failure answers the error.
+void Server::Impl::sd_generate(const httplib::Request& req, httplib::Response& res, bool img2img) {
+  auto parsed = img2img ? serve::parse_sd_img2img(req.body, *engine)
+                        : serve::parse_sd_txt2img(req.body, *engine);
+  if (auto* e = std::get_if<ApiError>(&parsed))
+    return send_json(res, e->status, serve::error_json(*e));
+  serve::SdRequest& sd = std::get<serve::SdRequest>(parsed);
+  const uint64_t interrupts = sd_interrupts.load();
+  std::vector<serve::SyncResult> done;
+  for (const ImageRequest& r : sd.iterations) {
+    serve::SyncResult out = run_sync(req, r, "sdapi");
+    if (out.status != 200) {
+      if (out.error.type == "cancelled" && sd_interrupts.load() != interrupts) {
+        sd.ignored.push_back("interrupted: " + std::to_string(done.size()) + " of " +
+                             std::to_string(sd.iterations.size()) + " iterations ran");
+        break;
+      }
+      return answer_images(out, res);
+    }
+    done.push_back(std::move(out));
+  }
+  if (done.empty()) return send_error(res, 503, "interrupted before any image", "", "cancelled");
+  send_json(res, 200, serve::sd_images_json(sd, done, engine->info()));
+}
+
+void Server::Impl::install_sdapi_and_mcp_routes() {
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+  auto guarded = [this](std::function<void(const Req&, Res&)> h) {
+    return [this, h = std::move(h)](const Req& req, Res& res) {
+      if (guard) guard->begin_handler(req.remote_addr, req.remote_port);
+      h(req, res);
+    };
+  };
+  http.Post("/sdapi/v1/txt2img",
+            guarded([this](const Req& q, Res& r) { sd_generate(q, r, /*img2img=*/false); }));
+  http.Post("/sdapi/v1/img2img",
+            guarded([this](const Req& q, Res& r) { sd_generate(q, r, /*img2img=*/true); }));
+  http.Get("/sdapi/v1/samplers", guarded([this](const Req&, Res& r) {
+             send_json(r, 200, serve::sd_samplers_json(engine->info()));
+           }));
+  http.Get("/sdapi/v1/schedulers",
+           guarded([](const Req&, Res& r) { send_json(r, 200, serve::sd_schedulers_json()); }));
+  http.Get("/sdapi/v1/sd-models", guarded([this](const Req&, Res& r) {
+             send_json(r, 200, serve::sd_models_json(engine->info()));
+           }));
+  http.Get("/sdapi/v1/options", guarded([this](const Req&, Res& r) {
+             send_json(r, 200, serve::sd_options_json(engine->info()));
+           }));
+  http.Post("/sdapi/v1/options", guarded([this](const Req& q, Res& r) {
+              if (auto e = serve::sd_set_options(q.body, engine->info()))
+                return send_json(r, e->status, serve::error_json(*e));
+              send_json(r, 200, "null");
+            }));
+  http.Get("/sdapi/v1/progress", guarded([this](const Req&, Res& r) {
+             send_json(r, 200, serve::sd_progress_json(jobs->active()));
+           }));
+  http.Post("/sdapi/v1/interrupt", guarded([this](const Req&, Res& r) {
+              sd_interrupts.fetch_add(1);
+              for (const auto& job : jobs->active())
+                if (job->api == "sdapi")
+                  jobs->cancel(job, "interrupted (POST /sdapi/v1/interrupt)");
+              send_json(r, 200, "{}");
+            }));
+  http.Post("/mcp", guarded([this](const Req& q, Res& r) {
+              const std::string origin = q.get_header_value("Origin");
+              if (!origin.empty() && !local_origin(origin, q.get_header_value("Host")))
+                return send_error(r, 403, "cross-origin MCP requests are refused", "Origin",
+                                  "permission_error");
+              auto run = [this, &q](const ImageRequest& ir, const std::string& api) {
+                return run_sync(q, ir, api);
+              };
+              const serve::McpReply reply = serve::mcp_handle(q.body, *engine, run);
+              r.status = reply.status;
+              if (!reply.body.empty()) r.set_content(reply.body, "application/json");
+            }));
+  for (const char* m : {"GET", "DELETE"}) {
+    auto h = guarded([](const Req&, Res& r) {
+      r.set_header("Allow", "POST");
+      send_error(r, 405, "this MCP server answers POST only (no server-initiated stream)", "",
+                 "invalid_request_error");
+    });
+    if (std::string(m) == "GET")
+      http.Get("/mcp", h);
+    else
+      http.Delete("/mcp", h);
+  }
 }
 
 std::shared_ptr<Job> Server::Impl::lookup(const std::string& id, httplib::Response& res) {
@@ -286,10 +452,15 @@ void Server::Impl::install_routes() {
                "authentication_error");
     return httplib::Server::HandlerResponse::Handled;
   });
-  http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413)
       send_error(res, 413, "request body too large");
+    else if (res.status == 400 && req.is_multipart_form_data())  // cpp-httplib's form parser
+      send_error(res, 400,
+                 "the multipart/form-data body is malformed (boundary, part headers or the "
+                 "closing boundary)",
+                 "multipart");
     else if (res.status == 404)
       send_error(res, 404, "no such route", "", "not_found_error");
     else
@@ -346,8 +517,11 @@ void Server::Impl::install_routes() {
   });
   post("/v1/images/generations",
        [this](const httplib::Request& req, httplib::Response& res) { generations(req, res); });
+  post("/v1/images/edits",
+       [this](const httplib::Request& req, httplib::Response& res) { edits(req, res); });
   post("/v1/jobs",
        [this](const httplib::Request& req, httplib::Response& res) { create_job(req, res); });
+  install_sdapi_and_mcp_routes();
   get(R"(/v1/jobs/([A-Za-z0-9_]+))", [this](const httplib::Request& req, httplib::Response& res) {
     if (auto job = lookup(req.matches[1], res)) send_json(res, 200, serve::job_json(*job));
   });

@@ -128,6 +128,13 @@ QueueGauges JobManager::gauges() const {
   return g;
 }
 
+std::vector<std::shared_ptr<Job>> JobManager::active() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<Job>> out(running_.begin(), running_.end());
+  out.insert(out.end(), queue_.begin(), queue_.end());
+  return out;
+}
+
 void JobManager::finish(const std::shared_ptr<Job>& job, JobState state, Status error,
                         std::shared_ptr<const ImageOutput> output) {
   const auto now = Clock::now();

@@ -28,7 +28,9 @@ inline bool is_final(JobState s) { return s >= JobState::kSucceeded; }
 struct Job {
   std::string id;
   ImageRequest request;
-  bool sync = false;  // a blocking /v1/images/generations request (not listed, not kept)
+  bool sync = false;           // a blocking /v1/images/generations request (not listed, not kept)
+  std::string api = "openai";  // the front end that made it: "openai", "sdapi" or "mcp"
+
   Clock::time_point created, started, finished, deadline;
   int64_t created_unix = 0;
   std::atomic<bool> cancel{false};
@@ -65,6 +67,8 @@ class JobManager {
   void forget(const std::string& id);  // drop a sync job once answered
   int retry_after_s() const;
   QueueGauges gauges() const;
+  // The running jobs, then the queued ones in queue order (for /sdapi/v1/progress, interrupt).
+  std::vector<std::shared_ptr<Job>> active() const;
   bool draining() const { return draining_.load(); }
   // See Server::shutdown.
   int drain(std::chrono::milliseconds deadline);

@@ -369,6 +369,12 @@ GenerateParams to_generate_params(const ImageRequest& r) {
   p.sampler = r.sampler;
   p.cfg_scale = r.cfg_scale;
   p.seed = r.seed;
+  p.karras = r.karras;
+  if (r.init_image) {
+    p.init_image = *r.init_image;
+    p.strength = r.strength;
+    if (r.mask) p.mask = *r.mask;
+  }
   if (r.refine_every > 0) {
     p.refine = RefineMode::kEvery;
     p.refine_every = r.refine_every;

@@ -37,6 +37,9 @@ const char* webui_html() {
   .card img { width:100%; image-rendering:pixelated; border-radius:4px; background:#000; }
   .card pre { margin:0; white-space:pre-wrap; word-break:break-word; font-size:11px; color:var(--muted); }
   .card a { color:var(--acc); font-size:12px; }
+  #initbox { border:1px dashed #343a43; border-radius:5px; padding:8px; display:flex; flex-direction:column; gap:6px; }
+  #initbox.over { border-color:var(--acc); }
+  #initpreview { max-width:96px; image-rendering:pixelated; border-radius:4px; }
 </style>
 </head>
 <body>
@@ -56,6 +59,14 @@ const char* webui_html() {
     <div class="row">
       <label>Count<input id="count" type="number" min="1" max="64" value="1"></label>
       <label>Size<input id="size" placeholder="default"></label>
+    </div>
+    <div id="initbox">
+      <label>Start image (img2img; drop a PNG here or pick one)<input id="init" type="file" accept="image/png"></label>
+      <img id="initpreview" alt="start image" hidden>
+      <div class="row">
+        <label>Strength <span id="strengthval">0.75</span><input id="strength" type="range" min="0" max="1" step="0.05" value="0.75"></label>
+        <button id="clearinit" class="secondary" type="button" disabled>No start image</button>
+      </div>
     </div>
     <label>API key (if the server needs one)<input id="apikey" type="password" autocomplete="off"></label>
     <div class="row">
@@ -81,6 +92,28 @@ function headers(extra) {
   if (k) h["Authorization"] = "Bearer " + k;
   return h;
 }
+
+// img2img: the start image comes from the file picker or a drop onto the form.
+function showInit() {
+  const f = $("init").files[0];
+  $("initpreview").hidden = !f;
+  $("clearinit").disabled = !f;
+  if (f) $("initpreview").src = URL.createObjectURL(f);
+}
+$("init").addEventListener("change", showInit);
+$("clearinit").addEventListener("click", () => { $("init").value = ""; showInit(); });
+$("strength").addEventListener("input", () => { $("strengthval").textContent = Number($("strength").value).toFixed(2); });
+for (const t of ["dragenter", "dragover"])
+  $("form").addEventListener(t, (ev) => { ev.preventDefault(); $("initbox").classList.add("over"); });
+$("form").addEventListener("dragleave", () => $("initbox").classList.remove("over"));
+$("form").addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  $("initbox").classList.remove("over");
+  if (ev.dataTransfer && ev.dataTransfer.files.length) {
+    $("init").files = ev.dataTransfer.files;
+    showInit();
+  }
+});
 
 function setStatus(text, isError) {
   $("status").textContent = text;
@@ -156,7 +189,8 @@ function paramsText(job, k) {
   const r = job.request;
   return r.prompt + (r.negative_prompt ? "\nNegative prompt: " + r.negative_prompt : "") +
     "\nSteps: " + r.steps + ", Sampler: " + r.sampler + ", CFG scale: " + r.cfg_scale +
-    ", Seed: " + job.seeds[k] + ", Size: " + r.size + (r.n > 1 ? ", Batch pos: " + k : "");
+    ", Seed: " + job.seeds[k] + ", Size: " + r.size + (r.n > 1 ? ", Batch pos: " + k : "") +
+    (r.init_image ? "\nimg2img, strength " + r.strength : "");
 }
 
 async function addImages(job) {
@@ -197,8 +231,17 @@ $("form").addEventListener("submit", async (ev) => {
   $("bar").style.width = "0%";
   setStatus("submitting…");
   try {
-    current = await api("/v1/jobs", { method: "POST", body: JSON.stringify(body),
-                                      headers: { "Content-Type": "application/json" } });
+    const init = $("init").files[0];
+    if (init) {  // img2img: the job API's multipart form (the size defaults to the image's)
+      const form = new FormData();
+      form.append("image", init, init.name || "start.png");
+      form.append("strength", $("strength").value);
+      for (const [k, v] of Object.entries(body)) if (v !== undefined) form.append(k, String(v));
+      current = await api("/v1/jobs", { method: "POST", body: form });
+    } else {
+      current = await api("/v1/jobs", { method: "POST", body: JSON.stringify(body),
+                                        headers: { "Content-Type": "application/json" } });
+    }
     $("cancel").disabled = false;
     const job = await follow(current);
     if (job.state === "succeeded") {
