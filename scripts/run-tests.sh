@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: install, build, C++ unit + golden tests, the kernel/precision/golden tests again with
-# the ISA capped to AVX2, the same under ASan/UBSan, fuzzers, web UI, python tests (the reference
+# the ISA capped to AVX2, the same under ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
 # and the duet package), and the README's main command + Python example in a fresh minimal Debian
 # 12 root. Prints each stage's time at the end.
 #   SKIP_FRESH_ROOT=1 scripts/run-tests.sh   # local runs without root/network (CI never sets it)
@@ -56,6 +56,8 @@ stage "Fuzzing (libFuzzer + ASan/UBSan, 30 s per target)"
 FUZZ_JOBS="$(nproc)" ./scripts/fuzz.sh 30
 stage "Web UI browser test (playwright-core + headless chromium)"
 ./scripts/test-browser.sh
+stage "Real clients (openai npm library, MCP SDK, curl examples of docs/serving.md) against duet serve"
+./scripts/test-clients.sh
 stage "Python reference tests (ONNX graphs checked with onnxruntime-node)"
 (cd python/onnx_check && npm install --ignore-scripts --no-audit --no-fund --silent)
 (cd python && /usr/bin/python3 -m pytest -q tests)

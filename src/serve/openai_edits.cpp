@@ -35,6 +35,41 @@ json form_value(const std::string& name, const std::string& value) {
   return value;
 }
 
+// Well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF). Form parts are raw
+// bytes, unlike JSON bodies (whose parser already refuses bad UTF-8); a name or value that is not
+// UTF-8 could not be echoed in a JSON error or stored in a job's JSON.
+bool valid_utf8(const std::string& s) {
+  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned c = b[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + len > n || b[i + 1] < lo || b[i + 1] > hi) return false;
+    for (size_t k = 2; k < len; ++k)
+      if ((b[i + k] & 0xC0) != 0x80) return false;
+    i += len;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::variant<ParsedGeneration, ApiError> parse_img2img(const json& j, const Img2ImgInput& in,
@@ -78,6 +113,7 @@ std::variant<ParsedGeneration, ApiError> parse_edit_form(const std::vector<FormP
   const std::string* mask = nullptr;
   std::string image_field = "image";
   for (const FormPart& p : parts) {
+    if (!valid_utf8(p.name)) return bad("multipart", "a form part's name is not valid UTF-8");
     const bool is_image = p.name == "image" || p.name == "image[]";
     if (is_image || p.name == "mask") {
       const std::string*& slot = is_image ? image : mask;
@@ -91,6 +127,7 @@ std::variant<ParsedGeneration, ApiError> parse_edit_form(const std::vector<FormP
     if (j.contains(p.name)) return bad(p.name, "'" + p.name + "' is given more than once");
     if (!p.filename.empty())
       return bad(p.name, "'" + p.name + "' must be a text field, not a file");
+    if (!valid_utf8(p.content)) return bad(p.name, "'" + p.name + "' is not valid UTF-8 text");
     j[p.name] = form_value(p.name, p.content);
   }
   if (!image) return bad("image", "'image' (a PNG file) is required");

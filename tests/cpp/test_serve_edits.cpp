@@ -167,6 +167,22 @@ TEST(ServeEdits, BadInputsName400Fields) {
   expect_400(c->Post("/v1/images/edits", twice), "image", "two images");
   expect_400(c->Post("/v1/images/edits", with(edit_form(png), text_part("response_format", "url"))),
              "response_format", "url");
+  // Form parts are raw bytes: names and text that are not UTF-8 are refused by name, not echoed
+  // into a JSON error or a job (nlohmann::json would throw on dumping them: a 500).
+  expect_400(c->Post("/v1/images/edits", with(edit_form(png), text_part("x\xff\xfe", "1"))),
+             "multipart", "field name not UTF-8");
+  expect_400(
+      c->Post("/v1/images/edits", with(edit_form(png), text_part("prompt", "a \xc3\x28 coat"))),
+      "prompt", "prompt not UTF-8");
+  expect_400(c->Post("/v1/images/edits", with(edit_form(png), text_part("prompt", "\xed\xa0\x80"))),
+             "prompt", "a UTF-16 surrogate in UTF-8");
+  expect_400(c->Post("/v1/images/edits", with(edit_form(png), text_part("prompt", "\xc0\xaf"))),
+             "prompt", "an overlong encoding");
+  ASSERT_EQ(
+      c->Post("/v1/images/edits",
+              with(edit_form(png), text_part("prompt", "a caf\xc3\xa9 coat \xf0\x9f\x91\x9f")))
+          ->status,
+      200);
   // img2img fields in plain generations, and bad JSON images in jobs.
   expect_400(
       c->Post("/v1/images/generations", R"({"prompt":"x","strength":0.5})", "application/json"),

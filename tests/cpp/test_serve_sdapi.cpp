@@ -330,7 +330,9 @@ TEST(ServeMcp, ErrorsAreJsonRpcErrors) {
   auto expect = [&](const json& r, int code, const std::string& param) {
     EXPECT_EQ(r["id"], 3) << r.dump();
     EXPECT_EQ(r["error"]["code"], code) << r.dump();
-    if (!param.empty()) EXPECT_EQ(r["error"]["data"]["param"], param) << r.dump();
+    if (!param.empty()) {
+      EXPECT_EQ(r["error"]["data"]["param"], param) << r.dump();
+    }
   };
   expect(call({{"size", "16x16"}}), -32602, "prompt");
   expect(call({{"prompt", "x"}, {"count", 0}}), -32602, "count");
