@@ -10,8 +10,12 @@ namespace duet {
 enum class BackendKind {
   kCpu,        // optimised: oneDNN + FFTW + OpenMP
   kReference,  // naive single-threaded loops (the reference twin, for tests)
+  // The reference ops behind a device-style memory boundary: host data crosses only by upload /
+  // download, and every op checks that its pointers lie in this backend's buffers. The stand-in
+  // for a GPU backend that proves the model keeps every tensor in backend memory.
+  kReferenceDevice,
 };
-const char* backend_kind_name(BackendKind k);  // "cpu" | "reference"
+const char* backend_kind_name(BackendKind k);  // "cpu" | "reference" | "reference-device"
 Result<BackendKind> parse_backend_kind(const std::string& s);
 
 }  // namespace duet

@@ -52,16 +52,20 @@ struct ModelInfo {
 };
 
 // Everything that depends only on the prompt: computed once, reused by every denoise step.
+// ids and mask are host tensors; every other tensor lives in the model's backend memory
+// (computed there once per prompt and kept across steps and requests). On the cpu and reference
+// backends that is host memory; on a backend that is not host-visible (reference-device, a GPU)
+// read them through download_tensor (src/backends/buffer.h).
 struct PromptState {
-  int64_t batch = 0;              // B
-  int64_t length = 0;             // L
-  Tensor ids;                     // I64 [B, L]
-  Tensor mask;                    // I64 [B, L], 1 = real token
-  Tensor E;                       // F32 [B, L, Dt] text encoder output
-  Tensor p;                       // F32 [B, Dt]    masked mean of E
-  std::vector<Tensor> k, v;       // per backbone block: cross-attention K, V [B, L, D]
-  std::vector<Tensor> sem;        // per backbone block: sigmoid(sem_gate(p)) [B, D]
-  std::vector<uint8_t> key_mask;  // [B * L] mask as bytes (what attention consumes)
+  int64_t batch = 0;         // B
+  int64_t length = 0;        // L
+  Tensor ids;                // I64 [B, L]
+  Tensor mask;               // I64 [B, L], 1 = real token
+  Tensor E;                  // F32 [B, L, Dt] text encoder output
+  Tensor p;                  // F32 [B, Dt]    masked mean of E
+  std::vector<Tensor> k, v;  // per backbone block: cross-attention K, V [B, L, D]
+  std::vector<Tensor> sem;   // per backbone block: sigmoid(sem_gate(p)) [B, D]
+  Tensor key_mask;           // U8 [B, L] mask as bytes (what attention consumes)
 };
 
 class Context;
@@ -94,6 +98,9 @@ class Model {
   // Byte tokenizer: ids, mask I64 [B, max_length].
   Status tokenize(const std::vector<std::string>& texts, Tensor* ids, Tensor* mask) const;
   Result<PromptState> encode_prompt(const std::vector<std::string>& texts) const;
+  // Row-wise concatenation of prompt states of equal length made by this model (a batch of
+  // several requests' prompts), copied within the backend.
+  Result<PromptState> concat_prompts(const std::vector<const PromptState*>& parts) const;
   // ids, mask: I64 [B, L] with L <= text.max_length.
   Result<PromptState> encode_ids(const Tensor& ids, const Tensor& mask,
                                  const IntermediateHook& hook = {}) const;
@@ -143,7 +150,10 @@ class Context {
 
   // Views of the last denoise's outputs (batch B of that call); r/eps_d/alpha hold its refined
   // rows only (empty when it did not refine).
-  Tensor eps() const;    // [B, C, H, W] the fused prediction
+  Tensor eps() const;  // [B, C, H, W] the fused prediction
+  // Copies the last call's eps [B, C, H, W] into host memory `out` (the host boundary: one
+  // download on a device backend; no allocation).
+  void copy_eps(float* out) const;
   Tensor eps_s() const;  // [B, C, H, W] backbone
   Tensor r() const;      // [B, C, H, W] refiner output
   Tensor eps_d() const;  // [B, C, H, W] HP(r)

@@ -33,6 +33,9 @@ class Tensor {
   static Tensor view(const void* data, Shape shape, DType dtype = DType::kF32) {
     return view(const_cast<void*>(data), std::move(shape), dtype);
   }
+  // Owning tensor over memory that `owner` keeps alive (e.g. a backend buffer).
+  static Tensor adopt(std::shared_ptr<void> owner, void* data, Shape shape,
+                      DType dtype = DType::kF32);
 
   bool empty() const { return data_ == nullptr; }
   DType dtype() const { return dtype_; }

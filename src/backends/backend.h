@@ -8,13 +8,16 @@
 // state that depends on the activation shape (oneDNN primitives per row count / image size) is
 // created on first use and cached inside the prepared op (mutex-protected); a Context's warm-up
 // evaluation triggers that, so steady-state denoise calls only look it up.
-// Activation/elementwise glue that is identical in both backends lives in src/model/.
+// Every pointer an op takes is a backend address: memory from this backend's alloc() (or owned
+// by its prepared ops). The model code (src/model/) only says which ops run in which order on
+// which buffers; it does no arithmetic itself. See docs/architecture.md, "Backends".
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
 
+#include "backends/buffer.h"
 #include "duet/backend_kind.h"
 #include "duet/precision.h"
 #include "duet/status.h"
@@ -71,6 +74,17 @@ class Backend {
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
 
+  // ---- memory (defaults: host memory, 64-byte aligned; backend_memory.cpp) ----
+  // true: backend addresses are host pointers that host code may read and write (cpu,
+  // reference). false: a device-style boundary; host data crosses it only through upload /
+  // download (reference-device, a GPU backend).
+  virtual bool host_visible() const { return true; }
+  // A zeroed buffer; kResourceExhausted when the memory cannot be had.
+  virtual Result<std::shared_ptr<BackendBuffer>> alloc(size_t bytes) const;
+  virtual void upload(void* dst, const void* host_src, size_t bytes) const;
+  virtual void download(void* host_dst, const void* src, size_t bytes) const;
+  virtual void copy(void* dst, const void* src, size_t bytes) const;  // backend to backend
+
   // ---- weight-bearing ops (weights are copied or packed: the caller's arrays may go away) ----
   virtual Result<std::unique_ptr<PreparedLinear>> prepare_linear(const float* w, const float* b,
                                                                  int64_t out, int64_t in,
@@ -113,13 +127,66 @@ class Backend {
                                         int64_t s) const {
     return b * k * k * h * s * w * s;
   }
+  // `mask` [H, W] is a host array (a planning input, copied by the plan).
   virtual Result<std::unique_ptr<SpectralPlan>> plan_spectral(int64_t h, int64_t w,
                                                               const float* mask) const = 0;
+
+  // ---- elementwise glue (reference twins and exact formulas: ops/elementwise.h) ----
+  // x [outer, n] += y [n] (outer = 1: x += y)
+  virtual void add(float* x, const float* y, int64_t outer, int64_t n) const = 0;
+  // x [B, N, D] += g[b, :] * y [B, N, D] (g rows gstride apart; null g: x += y)
+  virtual void add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b,
+                              int64_t n, int64_t d) const = 0;
+  virtual void silu(const float* x, float* y, int64_t n) const = 0;  // y = x * sigmoid(x)
+  // h [B, C, HW] = h * (1 + scale[b, c]) + shift[b, c]
+  virtual void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b,
+                    int64_t c, int64_t hw) const = 0;
+  // h = h + sigmoid(g) * (film(h) - h)
+  virtual void gated_film(float* h, const float* scale, const float* shift, const float* g,
+                          int64_t mstride, int64_t b, int64_t c, int64_t hw) const = 0;
+  // y [B, ca + cb, HW] = concat(a [B, ca, HW], bsrc [B, cb, HW])
+  virtual void concat_channels(const float* a, int64_t ca, const float* bsrc, int64_t cb,
+                               int64_t batch, int64_t hw, float* y) const = 0;
+  // y [B, ca + cm, HW] = concat(a [B, ca, HW], m [B, cm] broadcast over HW)
+  virtual void concat_broadcast(const float* a, int64_t ca, const float* m, int64_t cm,
+                                int64_t batch, int64_t hw, float* y) const = 0;
+  // h [B, C, HW] *= ac [B, C] * as [B, C, HW]
+  virtual void dual_attention(float* h, const float* ac, const float* as, int64_t b, int64_t c,
+                              int64_t hw) const = 0;
+  // eps = ((eps_s - hp_s) + a hp_s) + (1 - a) eps_d per image of `per` floats, a = alpha [B]
+  virtual void fuse(const float* eps_s, const float* hp_s, const float* eps_d, const float* alpha,
+                    int64_t b, int64_t per, float* eps) const = 0;
+  // y [B, C] = mean over HW of x [B, C, HW]
+  virtual void global_avg_pool(const float* x, int64_t b, int64_t c, int64_t hw,
+                               float* y) const = 0;
+  // y [B, dim] = [cos(t f_k), sin(t f_k)] (ops::timestep_sinusoid)
+  virtual void timestep_sinusoid(const float* t, int64_t b, int64_t dim, double max_period,
+                                 float* y) const = 0;
+  // y [B, N, p*p*C] -> out [B, C, gh*p, gw*p]
+  virtual void unpatchify(const float* y, int64_t b, int64_t gh, int64_t gw, int64_t p, int64_t c,
+                          float* out) const = 0;
+  // x [B, L, D] = tok[ids] + pos[:L]  (ids I64 [B, L], in range)
+  virtual void embed_tokens(const int64_t* ids, const float* tok, const float* pos, int64_t b,
+                            int64_t l, int64_t d, float* x) const = 0;
+  // p [B, D] = masked mean over L of e [B, L, D], mask bytes [B, L]
+  virtual void masked_mean(const float* e, const uint8_t* mask, int64_t b, int64_t l, int64_t d,
+                           float* p) const = 0;
 };
 
 // Process-wide singletons (stateless apart from caches).
 const Backend& get_backend(BackendKind k);
 const Backend& reference_backend();
+const Backend& reference_device_backend();
 const Backend& cpu_backend();
+
+// reference-device checks every pointer an op receives against its live buffers (and its
+// prepared ops' weights); a pointer outside them (host memory leaking across the boundary) is
+// counted, and the first few are described. Process-wide; tests reset and read it.
+struct BoundaryViolations {
+  int64_t count = 0;
+  std::string first;  // "layer_norm: x [0x..., +4096 bytes) is not in a reference-device buffer"
+};
+BoundaryViolations reference_device_violations();
+void reset_reference_device_violations();
 
 }  // namespace duet

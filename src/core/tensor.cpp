@@ -95,6 +95,12 @@ Tensor Tensor::view(void* data, Shape shape, DType dtype) {
   return t;
 }
 
+Tensor Tensor::adopt(std::shared_ptr<void> owner, void* data, Shape shape, DType dtype) {
+  Tensor t = view(data, std::move(shape), dtype);
+  t.storage_ = std::move(owner);
+  return t;
+}
+
 Tensor Tensor::reshaped(Shape shape) const {
   Tensor t = *this;
   int64_t n = 0;

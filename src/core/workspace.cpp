@@ -20,6 +20,12 @@ size_t physical_memory_bytes() {
 }
 }  // namespace
 
+std::shared_ptr<void> Workspace::allocate(size_t bytes) const {
+  if (allocator_) return allocator_(bytes);
+  void *p = std::aligned_alloc(64, bytes);
+  return p ? std::shared_ptr<void>(p, std::free) : nullptr;
+}
+
 float *Workspace::alloc(int64_t n) {
   const size_t bytes = alloc_bytes(n);
   const size_t at = offset_;
@@ -31,18 +37,17 @@ float *Workspace::alloc(int64_t n) {
     }
     offset_ += bytes;
     if (offset_ > peak_) peak_ = offset_;
-    return base_.get() + at / sizeof(float);
+    return static_cast<float *>(base_.get()) + at / sizeof(float);
   }
   if (limit_ > 0 && at + bytes > limit_) throw WorkspaceExhausted(bytes, at + bytes, true);
   if (bytes > physical_memory_bytes() || at + bytes > physical_memory_bytes())
     throw WorkspaceExhausted(bytes, at + bytes, false);
-  void *p = std::aligned_alloc(64, bytes);
+  std::shared_ptr<void> p = allocate(bytes);
   if (!p) throw WorkspaceExhausted(bytes, at + bytes, false);
   offset_ += bytes;
   if (offset_ > peak_) peak_ = offset_;
-  blocks_.push_back(
-      {at, std::unique_ptr<float, void (*)(void *)>(static_cast<float *>(p), std::free)});
-  return blocks_.back().mem.get();
+  blocks_.push_back({at, std::move(p)});
+  return static_cast<float *>(blocks_.back().mem.get());
 }
 
 void Workspace::release(size_t mark) {
@@ -54,11 +59,11 @@ bool Workspace::commit() {
   blocks_.clear();
   offset_ = 0;
   capacity_ = peak_ > 0 ? peak_ : 64;
-  void *p = std::aligned_alloc(64, capacity_);
+  std::shared_ptr<void> p = allocate(capacity_);
   if (!p)
     return false;  // caller reports kResourceExhausted; the workspace stays
                    // uncommitted
-  base_ = std::unique_ptr<float, void (*)(void *)>(static_cast<float *>(p), std::free);
+  base_ = std::move(p);
   committed_ = true;
   return true;
 }

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <new>
 #include <vector>
@@ -46,6 +47,11 @@ class Workspace {
   float *alloc(int64_t n);
   size_t mark() const { return offset_; }
   void release(size_t mark);
+  // Where the memory comes from (default: 64-byte aligned host memory). A Context passes its
+  // backend's alloc(), so the workspace lives in backend memory. Returns null when it cannot
+  // allocate; the pointer must be 64-byte aligned. Set before the first alloc().
+  using Allocator = std::function<std::shared_ptr<void>(size_t bytes)>;
+  void set_allocator(Allocator a) { allocator_ = std::move(a); }
   // Measuring mode: the most bytes the stack may reach (0 = unlimited).
   void set_limit(size_t bytes) { limit_ = bytes; }
   // Switches from measuring to the committed single block (size = measured
@@ -65,12 +71,14 @@ class Workspace {
  private:
   struct Block {
     size_t offset;
-    std::unique_ptr<float, void (*)(void *)> mem;
+    std::shared_ptr<void> mem;
   };
+  std::shared_ptr<void> allocate(size_t bytes) const;
+  Allocator allocator_;
   bool committed_ = false;
   size_t offset_ = 0, peak_ = 0, capacity_ = 0, limit_ = 0;  // bytes
   std::vector<Block> blocks_;                                // measuring mode only
-  std::unique_ptr<float, void (*)(void *)> base_{nullptr, nullptr};
+  std::shared_ptr<void> base_;
 };
 
 // Releases everything allocated after its construction when it goes out of

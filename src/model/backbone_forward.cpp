@@ -3,7 +3,6 @@
 #include <string>
 
 #include "model/context_state.h"
-#include "model/glue.h"
 
 namespace duet {
 
@@ -26,7 +25,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   float* ada = s.ws.alloc(B * 6 * D);    // [B, 6D] = sh1 sc1 g1 sh2 sc2 g2
 
   be.conv2d(*m.patch, x, B, s.H, s.W, h);  // [B, N, D]
-  for (int64_t b = 0; b < B; ++b) glue::add(h + b * N * D, s.pos.data(), N * D);
+  be.add(h, s.pos.f32(), B, N * D);        // + pos [N, D] per image
 
   ops::AttentionArgs sa;  // self-attention over the image tokens
   sa.q = qkv;
@@ -43,7 +42,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   ca.q = q;
   ca.ldq = ca.ldk = ca.ldv = D;
   ca.nk = L;
-  ca.key_mask = ps.key_mask.data();
+  ca.key_mask = ps.key_mask.as<uint8_t>();
 
   for (size_t i = 0; i < m.blocks.size(); ++i) {
     const DiTBlockW& blk = m.blocks[i];
@@ -53,7 +52,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
     be.linear(*blk.qkv, xn, BN, qkv);
     be.attention(sa);
     be.linear(*blk.proj, att, BN, o);
-    glue::add_gated_rows(h, o, ada + 2 * D, 6 * D, B, N, D);
+    be.add_gated_rows(h, o, ada + 2 * D, 6 * D, B, N, D);
     // x = x + sem * cross(ln_c(x), K, V)
     be.layer_norm(h, BN, D, blk.ln_c.gamma, blk.ln_c.beta, 1e-6f, xn);
     be.linear(*blk.q, xn, BN, q);
@@ -61,13 +60,13 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
     ca.v = ps.v[i].f32();
     be.attention(ca);
     be.linear(*blk.cproj, att, BN, o);
-    glue::add_gated_rows(h, o, ps.sem[i].f32(), D, B, N, D);
+    be.add_gated_rows(h, o, ps.sem[i].f32(), D, B, N, D);
     // x = x + g2 * mlp(modulate(ln(x), sh2, sc2))
     be.layer_norm_modulate(h, B, N, D, 1e-6f, ada + 3 * D, ada + 4 * D, 6 * D, xn);
     be.linear(*blk.fc1, xn, BN, hid);
     be.linear(*blk.fc2, hid, BN, o);
-    glue::add_gated_rows(h, o, ada + 5 * D, 6 * D, B, N, D);
-    if (s.hook) s.hook("block." + std::to_string(i), Tensor::view(h, {B, N, D}));
+    be.add_gated_rows(h, o, ada + 5 * D, 6 * D, B, N, D);
+    if (s.hook) s.hook_view("block." + std::to_string(i), h, {B, N, D});
   }
   // final layer: linear(modulate(ln(x), shift, scale)) -> [B, N, p*p*C] -> unpatchify
   float* y = s.ws.alloc(BN * cfg.patch_dim());  // [B, N, p*p*C]
@@ -75,7 +74,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 2 * D, xn);
   be.linear(*m.final_linear, xn, BN, y);
   s.emit("final_tokens", y, B, N, cfg.patch_dim());
-  ops::unpatchify(y, B, gh, gw, p, C, eps_s);
+  be.unpatchify(y, B, gh, gw, p, C, eps_s);
 }
 
 }  // namespace duet

@@ -3,7 +3,6 @@
 #include <cstring>
 
 #include "model/context_state.h"
-#include "model/glue.h"
 
 namespace duet {
 
@@ -19,18 +18,42 @@ Tensor batch_view(const Tensor& t, int64_t b) {
 }
 }  // namespace
 
-Tensor Context::eps() const { return batch_view(s_->eps, s_->last_b); }
-Tensor Context::eps_s() const { return batch_view(s_->eps_s, s_->last_b); }
-Tensor Context::c() const { return batch_view(s_->c, s_->last_b); }
-Tensor Context::r() const {
-  return s_->last_refined ? batch_view(s_->r, s_->last_refined) : Tensor{};
+void Context::State::hook_view(std::string_view name, const float* data, const Shape& shape) const {
+  if (be->host_visible()) {
+    hook(name, Tensor::view(data, shape));
+    return;
+  }
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  hook_scratch.resize(static_cast<size_t>(n));
+  be->download(hook_scratch.data(), data, sizeof(float) * static_cast<size_t>(n));
+  hook(name, Tensor::view(hook_scratch.data(), shape));
 }
-Tensor Context::eps_d() const {
-  return s_->last_refined ? batch_view(s_->eps_d, s_->last_refined) : Tensor{};
+
+// The first b rows of a backend output, as host memory (a download on first access after a
+// call where the backend is not host-visible; the mirror was allocated by Context::create).
+Tensor Context::State::host_rows(const Tensor& t, Mirror& m, int64_t b) const {
+  if (b == 0 || t.empty()) return Tensor{};
+  if (be->host_visible()) return batch_view(t, b);
+  if (m.stale) {
+    be->download(m.host.raw(), t.raw(), t.nbytes());
+    m.stale = false;
+  }
+  return batch_view(m.host, b);
 }
-Tensor Context::alpha() const {
-  return s_->last_refined ? batch_view(s_->alpha, s_->last_refined) : Tensor{};
+
+void Context::copy_eps(float* out) const {
+  const State& s = *s_;
+  const size_t bytes = sizeof(float) * static_cast<size_t>(s.last_b * s.eps.numel() / s.max_b);
+  s.be->download(out, s.eps.raw(), bytes);  // a memcpy on host-visible backends
 }
+
+Tensor Context::eps() const { return s_->host_rows(s_->eps, s_->h_eps, s_->last_b); }
+Tensor Context::eps_s() const { return s_->host_rows(s_->eps_s, s_->h_eps_s, s_->last_b); }
+Tensor Context::c() const { return s_->host_rows(s_->c, s_->h_c, s_->last_b); }
+Tensor Context::r() const { return s_->host_rows(s_->r, s_->h_r, s_->last_refined); }
+Tensor Context::eps_d() const { return s_->host_rows(s_->eps_d, s_->h_eps_d, s_->last_refined); }
+Tensor Context::alpha() const { return s_->host_rows(s_->alpha, s_->h_alpha, s_->last_refined); }
 void Context::set_hook(IntermediateHook hook) { s_->hook = std::move(hook); }
 const Model& Context::model() const { return *s_->model; }
 int64_t Context::max_batch() const { return s_->max_b; }
@@ -65,13 +88,36 @@ Result<std::unique_ptr<Context>> Context::create(std::shared_ptr<const Model> mo
     s.ws.set_limit(static_cast<size_t>(limit));
   }
   const int64_t B = s.max_b, C = cfg.image.channels, D = cfg.backbone.width;
-  s.c = Tensor::zeros({B, D});
-  s.eps_s = Tensor::zeros({B, C, s.H, s.W});
-  s.r = Tensor::zeros({B, C, s.H, s.W});
-  s.eps_d = Tensor::zeros({B, C, s.H, s.W});
-  s.eps = Tensor::zeros({B, C, s.H, s.W});
-  s.alpha = Tensor::zeros({B});
-  s.pos = ops::pos_embed_2d(D, s.H / cfg.backbone.patch, s.W / cfg.backbone.patch);
+  const Backend& be = *s.be;
+  s.ws.set_allocator([&be](size_t bytes) -> std::shared_ptr<void> {
+    auto buf = be.alloc(bytes);
+    if (!buf.is_ok()) return nullptr;
+    void* p = buf.value()->data();
+    return std::shared_ptr<void>(std::move(buf).value(), p);  // aliasing: owns the buffer
+  });
+  const Shape image{B, C, s.H, s.W};
+  DUET_ASSIGN_OR_RETURN(s.c, backend_tensor(be, {B, D}));
+  DUET_ASSIGN_OR_RETURN(s.eps_s, backend_tensor(be, image));
+  DUET_ASSIGN_OR_RETURN(s.r, backend_tensor(be, image));
+  DUET_ASSIGN_OR_RETURN(s.eps_d, backend_tensor(be, image));
+  DUET_ASSIGN_OR_RETURN(s.eps, backend_tensor(be, image));
+  DUET_ASSIGN_OR_RETURN(s.alpha, backend_tensor(be, {B}));
+  if (!be.host_visible()) {
+    DUET_ASSIGN_OR_RETURN(s.x_in, backend_tensor(be, image));
+    DUET_ASSIGN_OR_RETURN(s.t_in, backend_tensor(be, {B}));
+    for (auto [mirror, t] : {std::pair{&s.h_c, &s.c},
+                             {&s.h_eps_s, &s.eps_s},
+                             {&s.h_r, &s.r},
+                             {&s.h_eps_d, &s.eps_d},
+                             {&s.h_eps, &s.eps},
+                             {&s.h_alpha, &s.alpha}})
+      mirror->host = Tensor::zeros(t->shape());
+  }
+  {
+    const int64_t gh = s.H / cfg.backbone.patch, gw = s.W / cfg.backbone.patch;
+    std::vector<float> pos = ops::pos_embed_2d(D, gh, gw);
+    DUET_ASSIGN_OR_RETURN(s.pos, upload_tensor(be, Tensor::view(pos.data(), {gh * gw, D})));
+  }
   s.hp_mask = ops::highpass_mask(s.H, s.W, cfg.highpass.rho_c, cfg.highpass.tau);
   DUET_ASSIGN_OR_RETURN(s.spectral, s.be->plan_spectral(s.H, s.W, s.hp_mask.data()));
 
@@ -127,8 +173,7 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
     return invalid_argument("denoise: t must be F32 [" + std::to_string(B) + "], got " +
                             dtype_name(t.dtype()) + " " + shape_string(t.shape()));
   if (ps.batch != B || ps.k.size() != m.blocks.size() || ps.v.size() != m.blocks.size() ||
-      ps.sem.size() != m.blocks.size() || ps.p.empty() ||
-      static_cast<int64_t>(ps.key_mask.size()) != B * ps.length)
+      ps.sem.size() != m.blocks.size() || ps.p.empty() || ps.key_mask.numel() != B * ps.length)
     return invalid_argument("denoise: prompt state has batch " + std::to_string(ps.batch) +
                             " but x_t has batch " + std::to_string(B) +
                             " (or the state is not from this model)");
@@ -137,12 +182,23 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
                             std::to_string(refine_rows));
   s.last_b = B;
   s.last_refined = 0;
+  for (auto* mirror : {&s.h_c, &s.h_eps_s, &s.h_r, &s.h_eps_d, &s.h_eps, &s.h_alpha})
+    mirror->stale = true;
   const int64_t per = C * s.H * s.W;
   WorkspaceScope scope(s.ws);
+  // The host boundary: x_t and t are host arrays; a device backend gets them uploaded once.
+  const float* x = x_t.f32();
+  const float* tt = t.f32();
+  if (!be.host_visible()) {
+    be.upload(s.x_in.raw(), x, sizeof(float) * B * per);
+    be.upload(s.t_in.raw(), tt, sizeof(float) * B);
+    x = s.x_in.f32();
+    tt = s.t_in.f32();
+  }
 
   // c = t_mlp(sinusoid(t)) + pool_proj(p)   [B, D]
   float* sin = s.ws.alloc(B * kTimeEmbedDim);
-  ops::timestep_sinusoid(t.f32(), B, kTimeEmbedDim, 10000.0, sin);
+  be.timestep_sinusoid(tt, B, kTimeEmbedDim, 10000.0, sin);
   s.emit("t_sinusoid", sin, B, kTimeEmbedDim);
   float* tmp = s.ws.alloc(B * std::max(D, cfg.gate.hidden));
   float* pp = s.ws.alloc(B * D);
@@ -150,23 +206,23 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
   be.linear(*m.t_fc1, sin, B, tmp);  // SiLU fused
   be.linear(*m.t_fc2, tmp, B, c);
   be.linear(*m.pool_proj, ps.p.f32(), B, pp);
-  glue::add(c, pp, B * D);
+  be.add(c, pp, 1, B * D);
   s.emit("c", c, B, D);
   float* c_silu = s.ws.alloc(B * D);
-  glue::silu_copy(c, c_silu, B * D);
+  be.silu(c, c_silu, B * D);
 
-  backbone_forward(s, x_t.f32(), B, c_silu, ps, s.eps_s.f32());
+  backbone_forward(s, x, B, c_silu, ps, s.eps_s.f32());
   s.emit("eps_s", s.eps_s.f32(), B, C, s.H, s.W);
   // Rows [R, B) take the backbone's prediction as is.
   const int64_t R = refine_rows;
-  std::memcpy(s.eps.f32() + R * per, s.eps_s.f32() + R * per, sizeof(float) * (B - R) * per);
+  be.copy(s.eps.f32() + R * per, s.eps_s.f32() + R * per, sizeof(float) * (B - R) * per);
   if (R == 0) {
     s.emit("eps", s.eps.f32(), B, C, s.H, s.W);
     return Status::ok();
   }
   // Rows [0, R): refiner, gate and fusion. Every op here is per row, so these rows get what a
   // call over them alone would give them.
-  refiner_forward(s, x_t.f32(), s.eps_s.f32(), R, c, c_silu, s.r.f32());
+  refiner_forward(s, x, s.eps_s.f32(), R, c, c_silu, s.r.f32());
   s.emit("r", s.r.f32(), R, C, s.H, s.W);
   s.spectral->highpass(s.r.f32(), R * C, s.eps_d.f32());  // eps_d = HP(r)
   s.emit("eps_d", s.eps_d.f32(), R, C, s.H, s.W);
@@ -177,7 +233,7 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
   be.linear(*m.gate_fc1, sin, R, tmp);
   be.linear(*m.gate_fc2, tmp, R, s.alpha.f32());  // sigmoid fused
   s.emit("alpha", s.alpha.f32(), R);
-  glue::fuse(s.eps_s.f32(), hp_s, s.eps_d.f32(), s.alpha.f32(), R, per, s.eps.f32());
+  be.fuse(s.eps_s.f32(), hp_s, s.eps_d.f32(), s.alpha.f32(), R, per, s.eps.f32());
   s.emit("eps", s.eps.f32(), B, C, s.H, s.W);
   s.last_refined = R;
   return Status::ok();

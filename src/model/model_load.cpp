@@ -118,8 +118,8 @@ class Builder {
     } else {
       DUET_ASSIGN_OR_RETURN(f, to_f32(t));
     }
-    if (keep) {
-      m_.store[name] = f;
+    if (keep) {  // used by the ops directly: uploaded once into backend memory
+      DUET_ASSIGN_OR_RETURN(m_.store[name], upload_tensor(*m_.be, f));
       return m_.store[name].f32();
     }
     scratch_.push_back(f);

@@ -3,7 +3,6 @@
 #include <array>
 
 #include "model/context_state.h"
-#include "model/glue.h"
 
 namespace duet {
 
@@ -26,20 +25,20 @@ void resblock(Context::State& s, const ResBlockW& w, const float* x, int64_t B, 
     case ResMode::kFilm: {  // (scale, shift) = t_proj(SiLU(c))
       float* tp = s.ws.alloc(B * 2 * cout);
       be.linear(*w.t_proj, c_silu, B, tp);
-      glue::film(h, tp, tp + cout, 2 * cout, B, cout, hw);
+      be.film(h, tp, tp + cout, 2 * cout, B, cout, hw);
       break;
     }
     case ResMode::kGated: {  // (scale, shift, g) = t_proj(SiLU(c))
       float* tp = s.ws.alloc(B * 3 * cout);
       be.linear(*w.t_proj, c_silu, B, tp);
-      glue::gated_film(h, tp, tp + cout, tp + 2 * cout, 3 * cout, B, cout, hw);
+      be.gated_film(h, tp, tp + cout, tp + 2 * cout, 3 * cout, B, cout, hw);
       break;
     }
     case ResMode::kConcat: {  // h = t_mix(concat[h, t_proj(c) broadcast])
       float* mv = s.ws.alloc(B * ct);
       be.linear(*w.t_proj, c, B, mv);
       float* cat = s.ws.alloc(B * (cout + ct) * hw);
-      glue::concat_broadcast(h, cout, mv, ct, B, hw, cat);
+      be.concat_broadcast(h, cout, mv, ct, B, hw, cat);
       be.conv2d(*w.t_mix, cat, B, H, W, h);
       break;
     }
@@ -49,16 +48,16 @@ void resblock(Context::State& s, const ResBlockW& w, const float* x, int64_t B, 
   be.conv2d(*w.conv2, t2, B, H, W, out);
   if (w.skip) {
     be.conv2d(*w.skip, x, B, H, W, h);  // h is free again
-    glue::add(out, h, B * cout * hw);
+    be.add(out, h, 1, B * cout * hw);
   } else {
-    glue::add(out, x, B * cout * hw);
+    be.add(out, x, 1, B * cout * hw);
   }
   float* pooled = s.ws.alloc(B * cout);  // [B, cout]
-  ops::global_avg_pool(out, B, cout, hw, pooled);
+  be.global_avg_pool(out, B, cout, hw, pooled);
   float* ac = s.ws.alloc(B * cout);  // sigmoid(att_c(mean))
   be.linear(*w.att_c, pooled, B, ac);
   be.conv2d(*w.att_s, out, B, H, W, t2);  // sigmoid(att_s(h)) [B, cout, H, W]
-  glue::dual_attention(out, ac, t2, B, cout, hw);
+  be.dual_attention(out, ac, t2, B, cout, hw);
 }
 
 }  // namespace
@@ -80,7 +79,7 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
   WorkspaceScope scope(s.ws);
   const int64_t hw0 = s.H * s.W;
   float* cat = s.ws.alloc(B * 2 * C * hw0);  // [B, 2C, H, W]
-  glue::concat_channels(x, C, eps_s, C, B, hw0, cat);
+  be.concat_channels(x, C, eps_s, C, B, hw0, cat);
   float* h = s.ws.alloc(B * cfg.refiner.base_channels * hw0);
   be.conv2d(*m.conv_in, cat, B, s.H, s.W, h);
   s.emit("ref.conv_in", h, B, cfg.refiner.base_channels, s.H, s.W);
@@ -89,13 +88,12 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
   for (int64_t i = 0; i < levels; ++i) {
     float* out = s.ws.alloc(B * ch[i] * hs[i] * ws[i]);
     resblock(s, m.enc[i], h, B, hs[i], ws[i], c, c_silu, out);
-    if (s.hook) s.hook("ref.enc." + std::to_string(i), Tensor::view(out, {B, ch[i], hs[i], ws[i]}));
+    if (s.hook) s.hook_view("ref.enc." + std::to_string(i), out, {B, ch[i], hs[i], ws[i]});
     if (i < levels - 1) {
       skips[i] = out;
       h = s.ws.alloc(B * ch[i] * hs[i + 1] * ws[i + 1]);
       be.conv2d(*m.down[i], out, B, hs[i], ws[i], h);
-      if (s.hook)
-        s.hook("ref.down." + std::to_string(i), Tensor::view(h, {B, ch[i], hs[i + 1], ws[i + 1]}));
+      if (s.hook) s.hook_view("ref.down." + std::to_string(i), h, {B, ch[i], hs[i + 1], ws[i + 1]});
     } else {
       h = out;
     }
@@ -118,14 +116,13 @@ void refiner_forward(Context::State& s, const float* x, const float* eps_s, int6
     float* cat2 = s.ws.alloc(B * (ch[i + 1] + ch[i]) * hw);  // [B, ch[i+1] + ch[i], H_i, W_i]
     float* up = s.ws.alloc(B * ch[i + 1] * hw);
     be.carafe(h, enc, B, ch[i + 1], hl, wl, cf.k_up, cf.scale, scratch, up);
-    if (s.hook)
-      s.hook("ref.up." + std::to_string(j), Tensor::view(up, {B, ch[i + 1], hs[i], ws[i]}));
-    glue::concat_channels(up, ch[i + 1], skips[i], ch[i], B, hw, cat2);
+    if (s.hook) s.hook_view("ref.up." + std::to_string(j), up, {B, ch[i + 1], hs[i], ws[i]});
+    be.concat_channels(up, ch[i + 1], skips[i], ch[i], B, hw, cat2);
     float* f = s.ws.alloc(B * ch[i] * hw);
     be.conv2d(*m.fuse[j], cat2, B, hs[i], ws[i], f);
     float* out = s.ws.alloc(B * ch[i] * hw);
     resblock(s, m.dec[j], f, B, hs[i], ws[i], c, c_silu, out);
-    if (s.hook) s.hook("ref.dec." + std::to_string(j), Tensor::view(out, {B, ch[i], hs[i], ws[i]}));
+    if (s.hook) s.hook_view("ref.dec." + std::to_string(j), out, {B, ch[i], hs[i], ws[i]});
     h = out;
   }
   float* t = s.ws.alloc(B * ch[0] * hw0);

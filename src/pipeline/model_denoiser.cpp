@@ -12,46 +12,6 @@
 namespace duet {
 namespace {
 
-// Row-wise concatenation of prompt states of equal length (every tensor along dim 0).
-Result<PromptState> concat_prompt_states(const std::vector<const PromptState*>& parts) {
-  if (parts.empty()) return invalid_argument("concat: no prompt states");
-  const PromptState& f = *parts[0];
-  PromptState out;
-  out.length = f.length;
-  for (const PromptState* p : parts) {
-    if (p->length != f.length || p->k.size() != f.k.size() || p->v.size() != f.v.size() ||
-        p->sem.size() != f.sem.size())
-      return invalid_argument("concat: prompt states of different shapes");
-    out.batch += p->batch;
-  }
-  auto cat = [&](auto get) -> Tensor {
-    const Tensor& t0 = get(f);
-    Shape sh = t0.shape();
-    sh[0] = out.batch;
-    Tensor t = Tensor::zeros(sh, t0.dtype());
-    char* dst = static_cast<char*>(t.raw());
-    for (const PromptState* p : parts) {
-      const Tensor& src = get(*p);
-      std::memcpy(dst, src.raw(), src.nbytes());
-      dst += src.nbytes();
-    }
-    return t;
-  };
-  out.ids = cat([](const PromptState& p) -> const Tensor& { return p.ids; });
-  out.mask = cat([](const PromptState& p) -> const Tensor& { return p.mask; });
-  out.E = cat([](const PromptState& p) -> const Tensor& { return p.E; });
-  out.p = cat([](const PromptState& p) -> const Tensor& { return p.p; });
-  for (size_t i = 0; i < f.k.size(); ++i) {
-    out.k.push_back(cat([i](const PromptState& p) -> const Tensor& { return p.k[i]; }));
-    out.v.push_back(cat([i](const PromptState& p) -> const Tensor& { return p.v[i]; }));
-  }
-  for (size_t i = 0; i < f.sem.size(); ++i)
-    out.sem.push_back(cat([i](const PromptState& p) -> const Tensor& { return p.sem[i]; }));
-  for (const PromptState* p : parts)
-    out.key_mask.insert(out.key_mask.end(), p->key_mask.begin(), p->key_mask.end());
-  return out;
-}
-
 class ModelPrompt : public PromptEmbedding {
  public:
   explicit ModelPrompt(PromptState s) : state(std::move(s)) {}
@@ -91,14 +51,14 @@ class ModelDenoiser : public Denoiser {
       if (!e) return invalid_argument("concat: null prompt embedding");
       states.push_back(&static_cast<const ModelPrompt*>(e)->state);
     }
-    DUET_ASSIGN_OR_RETURN(PromptState ps, concat_prompt_states(states));
+    DUET_ASSIGN_OR_RETURN(PromptState ps, model_->concat_prompts(states));
     return std::unique_ptr<PromptEmbedding>(std::make_unique<ModelPrompt>(std::move(ps)));
   }
 
   int64_t embedding_bytes(const PromptEmbedding& e) const override {
     const PromptState& s = static_cast<const ModelPrompt&>(e).state;
     int64_t b = static_cast<int64_t>(s.ids.nbytes() + s.mask.nbytes() + s.E.nbytes() +
-                                     s.p.nbytes() + s.key_mask.size());
+                                     s.p.nbytes() + s.key_mask.nbytes());
     for (const auto* list : {&s.k, &s.v, &s.sem})
       for (const Tensor& t : *list) b += static_cast<int64_t>(t.nbytes());
     return b;
@@ -125,7 +85,6 @@ class ModelDenoiser : public Denoiser {
     ctx_.reset();
     DUET_ASSIGN_OR_RETURN(ctx_, Context::create(model_, co));
     x_ptr_ = t_ptr_ = nullptr;
-    eps_ = nullptr;
     return Status::ok();
   }
 
@@ -142,7 +101,6 @@ class ModelDenoiser : public Denoiser {
     if (x != x_ptr_ || batch != batch_ || height != h_ || width != w_) {
       x_view_ = Tensor::view(x, {batch, info_.channels, height, width});
       x_ptr_ = x;
-      eps_ = nullptr;
     }
     if (t != t_ptr_ || batch != batch_) {
       t_view_ = Tensor::view(t, {batch});
@@ -153,13 +111,7 @@ class ModelDenoiser : public Denoiser {
     w_ = width;
     const auto& ps = static_cast<const ModelPrompt&>(prompts).state;
     DUET_RETURN_IF_ERROR(ctx_->denoise_rows(x_view_, t_view_, ps, refine_rows));
-    const size_t n = static_cast<size_t>(batch) * info_.channels * height * width;
-    if (!eps_) {  // the context's output buffer is planned once; fetch its view once
-      const Tensor e = ctx_->eps();
-      if (e.numel() != static_cast<int64_t>(n)) return internal_error("model output size mismatch");
-      eps_ = e.f32();
-    }
-    std::memcpy(out, eps_, n * sizeof(float));
+    ctx_->copy_eps(out);  // [batch, C, H, W]: denoise_rows checked the shape
     return Status::ok();
   }
 
@@ -170,7 +122,6 @@ class ModelDenoiser : public Denoiser {
   Tensor x_view_, t_view_;
   const float* x_ptr_ = nullptr;
   const float* t_ptr_ = nullptr;
-  const float* eps_ = nullptr;
   int batch_ = 0, h_ = 0, w_ = 0;
   int64_t memory_limit_ = 0;
 };

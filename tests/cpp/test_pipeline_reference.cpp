@@ -9,11 +9,15 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "backends/backend.h"
+#include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/safetensors.h"
+#include "pipeline/model_denoiser.h"
 
 // Defined with the counting operator new in test_pipeline.cpp.
 extern std::atomic<long> g_duet_test_allocations;
@@ -23,20 +27,35 @@ namespace {
 
 const std::string kDir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
 
-Denoiser* tiny_model(std::string* error) {
-  static std::unique_ptr<Denoiser> model;
-  static std::string err;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    auto r = load_denoiser(kDir, 1);
-    if (r.is_ok())
-      model = std::move(r).value();
-    else
-      err = r.status().to_string();
+// The tiny-demo model on `kind` (loaded once per backend).
+Denoiser* tiny_model(std::string* error, BackendKind kind = BackendKind::kCpu) {
+  struct Slot {
+    std::unique_ptr<Denoiser> model;
+    std::string err;
+    bool tried = false;
+  };
+  static std::map<BackendKind, Slot> slots;
+  Slot& s = slots[kind];
+  if (!s.tried) {
+    s.tried = true;
+    if (kind == BackendKind::kCpu) {
+      auto r = load_denoiser(kDir, 1);
+      if (r.is_ok())
+        s.model = std::move(r).value();
+      else
+        s.err = r.status().to_string();
+    } else {
+      LoadOptions lo;
+      lo.backend = kind;
+      auto m = Model::load(kDir, lo);
+      if (m.is_ok())
+        s.model = make_model_denoiser(std::move(m).value());
+      else
+        s.err = m.status().to_string();
+    }
   }
-  *error = err;
-  return model.get();
+  *error = s.err;
+  return s.model.get();
 }
 
 std::string meta(const SafetensorsFile& f, const std::string& key) {
@@ -44,16 +63,25 @@ std::string meta(const SafetensorsFile& f, const std::string& key) {
   return it == f.metadata().end() ? std::string() : it->second;
 }
 
-class ReferenceSample : public ::testing::TestWithParam<const char*> {};
+struct SampleCase {
+  const char* sample;
+  BackendKind backend;
+};
+
+// Every backend runs the whole pipeline against the Python trajectories: a new backend is
+// checked end to end by adding it to the list at the bottom.
+class ReferenceSample : public ::testing::TestWithParam<SampleCase> {};
 
 TEST_P(ReferenceSample, MatchesPythonPipeline) {
-  const std::string path = kDir + "/" + GetParam() + ".safetensors";
+  const char* sample = GetParam().sample;
+  const std::string path = kDir + "/" + sample + ".safetensors";
   if (!std::filesystem::exists(path))
     GTEST_SKIP() << "fixture " << path << " missing (generate with python -m duet_ref.fixtures)";
   if (!std::filesystem::exists(kDir + "/model.safetensors"))
     GTEST_SKIP() << "tiny-demo model.safetensors missing";
   std::string error;
-  Denoiser* model = tiny_model(&error);
+  reset_reference_device_violations();
+  Denoiser* model = tiny_model(&error, GetParam().backend);
   ASSERT_NE(model, nullptr) << "cannot load the tiny-demo model: " << error;
 
   auto file = SafetensorsFile::open(path);
@@ -110,11 +138,14 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
   for (size_t k = 0; k < N; ++k)
     max_abs = std::max(max_abs, std::fabs(double(fin->f32()[k]) - r->images.f32()[k]));
   std::printf(
-      "[ reference ] %s: x_T mismatches %zu, worst step max abs %.3e, final max abs %.3e,"
+      "[ reference ] %s on %s: x_T mismatches %zu, worst step max abs %.3e, final max abs %.3e,"
       " %d refiner evaluations\n",
-      GetParam(), mismatches, worst_step, max_abs, r->refiner_evaluations);
+      sample, backend_kind_name(GetParam().backend), mismatches, worst_step, max_abs,
+      r->refiner_evaluations);
   RecordProperty("final_max_abs", std::to_string(max_abs));
   EXPECT_LT(max_abs, 1e-3);
+  const BoundaryViolations bv = reference_device_violations();
+  EXPECT_EQ(bv.count, 0) << bv.first;
 }
 
 // Forwards to a real Denoiser, counting heap allocations made inside its denoise().
@@ -172,9 +203,21 @@ TEST(ReferenceModel, PipelineLoopAllocatesNothingOutsideTheModel) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(TinyDemo, ReferenceSample,
-                         ::testing::Values("sample_ddim", "sample_dpmpp_2m",
-                                           "sample_dpmpp_2m_norefine"));
+INSTANTIATE_TEST_SUITE_P(
+    TinyDemo, ReferenceSample, ::testing::ValuesIn([] {
+      std::vector<SampleCase> cases;
+      for (BackendKind k :
+           {BackendKind::kCpu, BackendKind::kReference, BackendKind::kReferenceDevice})
+        for (const char* s : {"sample_ddim", "sample_dpmpp_2m", "sample_dpmpp_2m_norefine"})
+          cases.push_back({s, k});
+      return cases;
+    }()),
+    [](const ::testing::TestParamInfo<SampleCase>& i) {
+      std::string n = std::string(i.param.sample) + "_" + backend_kind_name(i.param.backend);
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
 
 }  // namespace
 }  // namespace duet

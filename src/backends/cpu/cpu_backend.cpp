@@ -7,9 +7,11 @@
 #include "backends/cpu/dnnl_conv.h"
 #include "backends/cpu/dnnl_lowp.h"
 #include "backends/cpu/dnnl_ops.h"
+#include "backends/cpu/elementwise.h"
 #include "backends/cpu/fft_highpass.h"
 #include "backends/cpu/patch_conv.h"
 #include "duet/cpu_features.h"
+#include "ops/elementwise.h"
 
 namespace duet {
 namespace {
@@ -107,6 +109,60 @@ class CpuBackend final : public Backend {
   Result<std::unique_ptr<SpectralPlan>> plan_spectral(int64_t h, int64_t w,
                                                       const float* mask) const override {
     return cpu::FftwHighpass::create(h, w, mask);
+  }
+
+  void add(float* x, const float* y, int64_t outer, int64_t n) const override {
+    cpu::add_broadcast(x, y, outer, n);
+  }
+  void add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b,
+                      int64_t n, int64_t d) const override {
+    cpu::add_gated_rows(x, y, g, gstride, b, n, d);
+  }
+  void silu(const float* x, float* y, int64_t n) const override { cpu::silu_copy(x, y, n); }
+  void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
+            int64_t hw) const override {
+    cpu::film(h, scale, shift, mstride, b, c, hw);
+  }
+  void gated_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
+                  int64_t b, int64_t c, int64_t hw) const override {
+    cpu::gated_film(h, scale, shift, g, mstride, b, c, hw);
+  }
+  void concat_channels(const float* a, int64_t ca, const float* bsrc, int64_t cb, int64_t batch,
+                       int64_t hw, float* y) const override {
+    cpu::concat_channels(a, ca, bsrc, cb, batch, hw, y);
+  }
+  void concat_broadcast(const float* a, int64_t ca, const float* m, int64_t cm, int64_t batch,
+                        int64_t hw, float* y) const override {
+    cpu::concat_broadcast(a, ca, m, cm, batch, hw, y);
+  }
+  void dual_attention(float* h, const float* ac, const float* as, int64_t b, int64_t c,
+                      int64_t hw) const override {
+    cpu::dual_attention(h, ac, as, b, c, hw);
+  }
+  void fuse(const float* eps_s, const float* hp_s, const float* eps_d, const float* alpha,
+            int64_t b, int64_t per, float* eps) const override {
+    cpu::fuse(eps_s, hp_s, eps_d, alpha, b, per, eps);
+  }
+  // The small per-call ops below run the reference loops (a few KB each, once per call or per
+  // prompt: threading them would cost more than they take).
+  void global_avg_pool(const float* x, int64_t b, int64_t c, int64_t hw, float* y) const override {
+    ops::global_avg_pool(x, b, c, hw, y);
+  }
+  void timestep_sinusoid(const float* t, int64_t b, int64_t dim, double max_period,
+                         float* y) const override {
+    ops::timestep_sinusoid(t, b, dim, max_period, y);
+  }
+  void unpatchify(const float* y, int64_t b, int64_t gh, int64_t gw, int64_t p, int64_t c,
+                  float* out) const override {
+    ops::unpatchify(y, b, gh, gw, p, c, out);
+  }
+  void embed_tokens(const int64_t* ids, const float* tok, const float* pos, int64_t b, int64_t l,
+                    int64_t d, float* x) const override {
+    ops::embed_tokens(ids, tok, pos, b, l, d, x);
+  }
+  void masked_mean(const float* e, const uint8_t* mask, int64_t b, int64_t l, int64_t d,
+                   float* p) const override {
+    ops::masked_mean(e, mask, b, l, d, p);
   }
 };
 

@@ -1,9 +1,9 @@
-#include "model/glue.h"
+#include "backends/cpu/elementwise.h"
 
 #include <cmath>
 #include <cstring>
 
-namespace duet::glue {
+namespace duet::cpu {
 
 namespace {
 constexpr int64_t kParallelMin = 1 << 14;  // below this, threading costs more than it saves
@@ -32,9 +32,18 @@ void silu_copy(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * sigm(x[i]);
 }
 
-void add(float* x, const float* y, int64_t n) {
+void add_broadcast(float* x, const float* y, int64_t outer, int64_t n) {
+  if (outer == 1) {  // a plain x += y (residuals): threads split the row
 #pragma omp parallel for simd if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    return;
+  }
+#pragma omp parallel for if (outer * n > kParallelMin)
+  for (int64_t o = 0; o < outer; ++o) {
+    float* xr = x + o * n;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) xr[i] += y[i];
+  }
 }
 
 void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
@@ -105,4 +114,4 @@ void fuse(const float* eps_s, const float* hp_s, const float* eps_d, const float
   }
 }
 
-}  // namespace duet::glue
+}  // namespace duet::cpu

@@ -1,19 +1,19 @@
-// Elementwise glue shared by both backends (residual gating, FiLM, concatenation, fusion).
-// Each is one pass over memory, written so the compiler vectorises it; OpenMP-parallel when
-// large. The float expression order follows the python exactly.
+// The cpu backend's elementwise glue (residual gating, FiLM, concatenation, fusion): each one
+// pass over memory, written so the compiler vectorises it, OpenMP-parallel when large. The float
+// expressions are those of the reference twins (ops/elementwise.h), so results are bit-identical.
 #pragma once
 
 #include <cstdint>
 
-namespace duet::glue {
+namespace duet::cpu {
 
 // x[b, n, :] += g[b, :] * y[b, n, :]   (g rows are gstride apart; g == null: x += y). [B, N, D]
 void add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b, int64_t n,
                     int64_t d);
 // y = x * sigmoid(x), n elements
 void silu_copy(const float* x, float* y, int64_t n);
-// x += y
-void add(float* x, const float* y, int64_t n);
+// x[o, i] += y[i]  x [outer, n], y [n]
+void add_broadcast(float* x, const float* y, int64_t outer, int64_t n);
 // NCHW FiLM: h[b, c, :] = h * (1 + scale[b, c]) + shift[b, c]; scale/shift rows mstride apart.
 void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
           int64_t hw);
@@ -32,4 +32,4 @@ void dual_attention(float* h, const float* ac, const float* as, int64_t b, int64
 void fuse(const float* eps_s, const float* hp_s, const float* eps_d, const float* alpha, int64_t b,
           int64_t per, float* eps);
 
-}  // namespace duet::glue
+}  // namespace duet::cpu
