@@ -1,7 +1,7 @@
 // duet forward — one model evaluation (the C++ twin of `python -m duet_ref.forward`).
 //
 //   duet forward --model DIR --prompt TEXT --x X.safetensors --t 537.25 [--refine]
-//                --out OUT.safetensors [--threads N] [--backend cpu|reference]
+//                --out OUT.safetensors [--threads N] [--backend cpu|reference|reference-device]
 //
 // Reads tensor `x` [B, C, H, W] (F32/F16/BF16, computed in F32), repeats the prompt B times,
 // broadcasts t to [B] (float32) and writes F32 eps_s, r, eps_d [B, C, H, W], alpha [B], eps
@@ -92,8 +92,10 @@ duet::cli::CommandRegistrar registrar(
       sub.add_option("--out", a->out, "output .safetensors")->required();
       sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")
           ->check(CLI::NonNegativeNumber);
-      sub.add_option("--backend", a->backend, "cpu | reference")
-          ->check(CLI::IsMember({"cpu", "reference"}));
+      sub.add_option("--backend", a->backend,
+                     "cpu | reference | reference-device (the reference ops behind a checked "
+                     "device-style memory boundary)")
+          ->check(CLI::IsMember({"cpu", "reference", "reference-device"}));
       cli::add_precision_option(sub, &a->precision);
       return [a]() {
         Status st = run_forward(*a);
