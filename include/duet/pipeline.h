@@ -115,7 +115,12 @@ struct GenerateParams {
   int steps = 20;
   std::string sampler = "dpmpp_2m";  // any of diffusion::sampler_names()
   bool karras = false;
-  float cfg_scale = 4.0f;     // 1 = no guidance (the unconditional half is skipped)
+  float cfg_scale = 4.0f;  // 1 = no guidance (the unconditional half is skipped)
+  // Guidance interval (Kynkäänniemi et al., 2024): classifier-free guidance only on the calls
+  // whose noise level σ(t) = interp(t, 0..T-1, sqrt((1 − ᾱ)/ᾱ)) lies in [cfg_sigma_lo,
+  // cfg_sigma_hi]; the other calls evaluate the conditional rows alone (half the batch) and use
+  // their prediction as is. Both < 0 = guidance on every call.
+  double cfg_sigma_lo = -1, cfg_sigma_hi = -1;
   int64_t seed = -1;          // -1 = random (reported in GenerateResult::seed)
   std::string rng = "torch";  // torch | philox
   // Refiner schedule over model-call indices i = 0..num_calls-1 (see refine_schedule()).
@@ -161,6 +166,8 @@ struct GenerateResult {
   int start_call = 0;          // first call actually run (img2img)
   int model_evaluations = 0;   // denoiser calls (each on a batch of 2n, or n without guidance)
   int refiner_evaluations = 0;     // of which with the refiner
+  int guided_evaluations = 0;      // of which with guidance (2n rows; the rest ran n rows)
+  std::vector<int> guided_calls;   // 0-based call indices that ran with guidance
   std::vector<int> refined_calls;  // 0-based call indices that ran the refiner
   int batch = 0;                   // model batch size per call (2n with guidance)
   int width = 0, height = 0, channels = 0;
@@ -201,7 +208,13 @@ class GenerateRun {
 
   // The model-batch rows: n conditional texts, then (with guidance) n negative prompts.
   const std::vector<std::string>& texts() const;
-  int rows() const;  // texts().size(): 2n with guidance, else n
+  int rows() const;  // texts().size(): 2n with guidance, else n (the most rows of any call)
+  // The next call's rows: rows(), or n where a guidance interval leaves the call unguided (its
+  // texts are then the first n of texts(), the conditional ones).
+  int rows_next() const;
+  int images() const;              // n
+  bool guided_next() const;        // does the next call evaluate the unconditional rows?
+  bool guided_at(int call) const;  // the same for call `call` (false outside the schedule)
   int height() const;
   int width() const;
   size_t row_floats() const;       // C·H·W
@@ -213,9 +226,9 @@ class GenerateRun {
   // The time the caller spent encoding texts() (reported as timings.encode_s).
   void add_encode_seconds(double s);
 
-  // Writes the next call's model input: x [rows, C, H, W] and t [rows].
+  // Writes the next call's model input: x [rows_next, C, H, W] and t [rows_next].
   void write_input(float* x, float* t);
-  // Consumes the model output of that call, out [rows, C, H, W] (overwritten: guidance is
+  // Consumes the model output of that call, out [rows_next, C, H, W] (overwritten: guidance is
   // applied in place), steps the sampler and reports progress.
   Status complete(float* out, const GenerateProgressFn& progress = {});
   // kCancelled naming how far the run got (callers poll their cancel flag between calls).

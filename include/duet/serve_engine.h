@@ -34,6 +34,8 @@ struct ImageRequest {
   int64_t seed = 0;
   int refine_every = 3;  // 0 = never run the refiner
   bool karras = false;   // Karras sigmas (every sampler except ddim / ddpm)
+  // Guidance interval (GenerateParams::cfg_sigma_lo / hi; both < 0 = guidance on every call).
+  double cfg_sigma_lo = -1, cfg_sigma_hi = -1;
   // img2img (null = txt2img): the start image [C, H, W] in [-1, 1] (C = EngineInfo::channels,
   // H, W = height, width), re-noised to `strength` of the schedule. Shared: requests are copied.
   std::shared_ptr<const std::vector<float>> init_image;

@@ -113,16 +113,22 @@ def golden(model, seed: int, refiner_intermediates: bool = False):
     return {k: v.contiguous() for k, v in gt.items()}
 
 
+# The guidance-interval sample: 10 dpmpp_2m steps of the tiny-demo schedule span sigma ~157 .. ~0.1;
+# [0.5, 20] leaves the first steps and the last one unguided.
+CFG_INTERVAL = (0.5, 20.0)
+
+
 @torch.no_grad()
-def sample_run(model, sampler: str, refine_every: int, p=SAMPLE):
+def sample_run(model, sampler: str, refine_every: int, p=SAMPLE, cfg_interval=None):
     """One deterministic generate() run with every step's latent (the pipeline contract)."""
-    steps, eps, ts = {}, {}, {}
+    steps, eps, ts, guided = {}, {}, {}, {}
     n = p["n"]
     x_T = initial_noise(n, model.cfg, p["seed"])
     final = generate(model, [p["prompt"]] * n, steps=p["steps"], sampler=sampler, cfg_scale=p["cfg_scale"],
                      negative_prompt=p["negative_prompt"], seed=p["seed"], refine_every=refine_every,
                      callback=lambda i, x: steps.__setitem__(i, x.clone()),
-                     eps_callback=lambda i, t, e: (eps.__setitem__(i, e.clone()), ts.__setitem__(i, t)))
+                     eps_callback=lambda i, t, e: (eps.__setitem__(i, e.clone()), ts.__setitem__(i, t)),
+                     cfg_interval=cfg_interval, guided_callback=lambda i, g: guided.__setitem__(i, g))
     tensors = {"x_T": x_T}
     for i in range(p["steps"]):
         tensors[f"step.{i}"] = steps[i]
@@ -134,7 +140,18 @@ def sample_run(model, sampler: str, refine_every: int, p=SAMPLE):
     meta = {"sampler": sampler, "steps": str(p["steps"]), "seed": str(p["seed"]), "cfg_scale": repr(p["cfg_scale"]),
             "prompt": p["prompt"], "negative_prompt": p["negative_prompt"], "refine_every": str(refine_every),
             "n": str(n)}
+    if cfg_interval is not None:
+        tensors["guided"] = torch.tensor([1 if guided[i] else 0 for i in range(p["steps"])], dtype=torch.int64)
+        meta["cfg_interval"] = f"{cfg_interval[0]!r},{cfg_interval[1]!r}"
     return tensors, meta
+
+
+def write_cfg_interval_fixture(model, d: str) -> str:
+    """sample_dpmpp_2m_cfginterval.safetensors: the pipeline with a guidance interval."""
+    tensors, meta = sample_run(model, "dpmpp_2m", SAMPLE["refine_every"], cfg_interval=CFG_INTERVAL)
+    path = os.path.join(d, "sample_dpmpp_2m_cfginterval.safetensors")
+    st.save_file(tensors, path, meta)
+    return path
 
 
 def write_config_fixtures(name: str, out_dir: str):
@@ -155,6 +172,7 @@ def write_config_fixtures(name: str, out_dir: str):
             path = os.path.join(d, f"{fname}.safetensors")
             st.save_file(tensors, path, meta)
             written.append(path)
+        written.append(write_cfg_interval_fixture(model, d))
     return written
 
 

@@ -28,6 +28,8 @@ def main(argv=None):
     ap.add_argument("--cfg-scale", type=float, default=None,
                     help="guidance scale (default: config inference.cfg_scale)")
     ap.add_argument("--negative-prompt", default="")
+    ap.add_argument("--cfg-interval", default=None, metavar="LO,HI",
+                    help="guidance only at steps whose sigma lies in [LO, HI] (duet_ref/pipeline.py)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refine-every", type=int, default=None, help="K: refine at 0-based steps i with (i+1)%%K==0; 0 = never (default: config inference.refine_every)")
     ap.add_argument("--output-dir", default="out")
@@ -39,9 +41,18 @@ def main(argv=None):
     cfg_scale = args.cfg_scale
     if cfg_scale is None:
         cfg_scale = model.cfg.get("inference", {}).get("cfg_scale", 4.0)
+    interval = None
+    if args.cfg_interval:
+        try:
+            lo, hi = (float(v) for v in args.cfg_interval.split(","))
+        except ValueError:
+            ap.error(f"--cfg-interval must be LO,HI, got {args.cfg_interval!r}")
+        if not 0 <= lo <= hi:
+            ap.error(f"--cfg-interval needs 0 <= LO <= HI, got {args.cfg_interval!r}")
+        interval = (lo, hi)
     images = generate(model, [args.prompt] * args.num_images, steps=args.steps, sampler=args.sampler,
                       cfg_scale=cfg_scale, negative_prompt=args.negative_prompt, seed=args.seed,
-                      refine_every=args.refine_every)
+                      refine_every=args.refine_every, cfg_interval=interval)
     paths = save_pngs(images, args.output_dir)
     print(f"generated {len(paths)} image(s) in {time.time() - t0:.2f}s: {', '.join(paths)}")
 

@@ -5,6 +5,10 @@ Guidance: prompts and the negative prompt (default "") are encoded once as ONE b
 (cond rows 0..n-1, then n uncond rows); every sampler step evaluates the model on
 concat[x, x] with t broadcast to [2n] and combines eps = eps_u + g * (eps_c - eps_u)
 (applied to the raw model output; for v-prediction models the sampler converts afterwards).
+Guidance interval (cfg_interval = (lo, hi), Kynkäänniemi et al. 2024): guidance only at the steps
+whose noise level sigma(t) = np.interp(t, arange(T), float32 sqrt((1 - abar) / abar)) lies in
+[lo, hi]; the other steps evaluate the model on the n cond rows alone (prompts encoded as their
+own batch of n) and use that prediction as is.
 Refinement: sampler step index i (0-based) runs the refiner iff K > 0 and (i + 1) % K == 0.
 The final latent is clamped to [-1, 1].
 """
@@ -20,6 +24,13 @@ def refine_at(i: int, refine_every: int) -> bool:
     return refine_every > 0 and (i + 1) % refine_every == 0
 
 
+def noise_sigma(sched: Schedule, t: float) -> float:
+    """sigma at a real-valued timestep t: linear interpolation of the float32 sigma table."""
+    ac = sched.alphas_cumprod.to(torch.float32).numpy()
+    sig = np.sqrt((1 - ac) / ac).astype(np.float32)
+    return float(np.interp(t, np.arange(sched.T), sig))
+
+
 def initial_noise(n: int, cfg: dict, seed: int) -> torch.Tensor:
     im = cfg["image"]
     torch.manual_seed(seed)
@@ -29,11 +40,13 @@ def initial_noise(n: int, cfg: dict, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_scale: float = 4.0,
              negative_prompt: str = "", seed: int = 0, refine_every: int | None = None, callback=None,
-             x_T: torch.Tensor | None = None, eps_callback=None):
+             x_T: torch.Tensor | None = None, eps_callback=None, cfg_interval=None, guided_callback=None):
     """prompts: list of n strings -> images [n, C, H, W] in [-1, 1].
 
     refine_every None -> the config's inference.refine_every. callback(i, x) after every step.
     x_T overrides the seeded initial noise. eps_callback(i, t, eps) gets every step's guided output.
+    cfg_interval (lo, hi): guidance only where lo <= sigma(t) <= hi (module docstring);
+    guided_callback(i, guided) reports each step's decision.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
@@ -43,9 +56,21 @@ def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_sca
     n = len(prompts)
     x = initial_noise(n, cfg, seed) if x_T is None else x_T.clone()
     ps = model.encode_prompt(list(prompts) + [negative_prompt] * n)
+    ps_cond = model.encode_prompt(list(prompts)) if cfg_interval is not None else None
     sched = Schedule(cfg)
 
     def eps_fn(x, t, i):
+        if cfg_interval is not None:
+            lo, hi = cfg_interval
+            guided = lo <= noise_sigma(sched, t) <= hi
+            if guided_callback:
+                guided_callback(i, guided)
+            if not guided:
+                tt = torch.full((n,), float(t), dtype=torch.float32)
+                eps = model(x, tt, ps_cond, refine=refine_at(i, refine_every))["eps"]
+                if eps_callback:
+                    eps_callback(i, t, eps)
+                return eps
         xin = torch.cat([x, x], dim=0)
         tt = torch.full((2 * n,), float(t), dtype=torch.float32)
         out = model(xin, tt, ps, refine=refine_at(i, refine_every))["eps"]

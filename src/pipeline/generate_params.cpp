@@ -105,6 +105,12 @@ ImageParameters image_parameters(const GenerateParams& p, const GenerateResult& 
   ip.set("Sampler", p.sampler);
   if (p.karras) ip.set("Schedule type", "Karras");
   ip.set("CFG scale", short_float(p.cfg_scale));
+  if (p.cfg_sigma_lo >= 0) {
+    ip.set("CFG interval", short_float(static_cast<float>(p.cfg_sigma_lo)) + "-" +
+                               short_float(static_cast<float>(p.cfg_sigma_hi)));
+    ip.set("Guided calls",
+           std::to_string(r.guided_evaluations) + "/" + std::to_string(r.model_evaluations));
+  }
   ip.set("Seed", std::to_string(r.seed));
   ip.set("Size", std::to_string(r.width) + "x" + std::to_string(r.height));
   ip.set("Model", info.name);

@@ -47,6 +47,7 @@ struct GenerateRun::State {
   std::unique_ptr<diffusion::Sampler> sampler;
   std::unique_ptr<diffusion::NoiseSource> noise;
   std::vector<bool> refine;
+  std::vector<bool> guide;  // per call: guidance on (the interval's decision)
   int n = 0, rows = 0;
   size_t img = 0, N = 0;  // floats per image, per n images
   bool guided = false;
@@ -92,6 +93,12 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::start(const DenoiserInfo& info
   DUET_ASSIGN_OR_RETURN(s.sampler, diffusion::make_sampler(sampler_params(p), sched, s.N));
   r.num_calls = s.sampler->num_calls();
   DUET_ASSIGN_OR_RETURN(s.refine, refine_schedule(p, r.num_calls, info.refine_every));
+  s.guide.assign(r.num_calls, s.guided);
+  if (s.guided && p.cfg_sigma_lo >= 0)
+    for (int c = 0; c < r.num_calls; ++c) {
+      const double sigma = sched.t_to_sigma_interp(s.sampler->timesteps()[c]);
+      s.guide[c] = sigma >= p.cfg_sigma_lo && sigma <= p.cfg_sigma_hi;
+    }
   if (p.seed >= 0) {
     r.seed = p.seed;
   } else {
@@ -111,6 +118,7 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::start(const DenoiserInfo& info
   r.x_T = Tensor::zeros({s.n, C, H, W});
   r.samples = Tensor::zeros({s.n, C, H, W});
   r.refined_calls.reserve(r.num_calls);
+  r.guided_calls.reserve(r.num_calls);
   r.timings.call_s.reserve(r.num_calls);
   float* x = r.samples.f32();
   if (p.rng == "torch") {
@@ -155,6 +163,12 @@ size_t GenerateRun::row_floats() const { return s_->img; }
 bool GenerateRun::done() const { return s_->call >= s_->r.num_calls; }
 int GenerateRun::next_call() const { return s_->call; }
 bool GenerateRun::refine_next() const { return !done() && s_->refine[s_->call]; }
+bool GenerateRun::guided_at(int call) const {
+  return call >= 0 && call < s_->r.num_calls && s_->guide[call];
+}
+bool GenerateRun::guided_next() const { return guided_at(s_->call); }
+int GenerateRun::images() const { return s_->n; }
+int GenerateRun::rows_next() const { return guided_next() ? 2 * s_->n : s_->n; }
 int GenerateRun::num_calls() const { return s_->r.num_calls; }
 bool GenerateRun::refine_at(int call) const {
   return call >= 0 && call < s_->r.num_calls && s_->refine[call];
@@ -175,8 +189,8 @@ void GenerateRun::write_input(float* in, float* t) {
   } else {
     std::memcpy(in, x, s.N * sizeof(float));
   }
-  if (s.guided) std::memcpy(in + s.N, in, s.N * sizeof(float));
-  std::fill(t, t + s.rows, s.sampler->timesteps()[s.call]);
+  if (guided_next()) std::memcpy(in + s.N, in, s.N * sizeof(float));
+  std::fill(t, t + rows_next(), s.sampler->timesteps()[s.call]);
 }
 
 Status GenerateRun::complete(float* out, const GenerateProgressFn& progress) {
@@ -189,7 +203,9 @@ Status GenerateRun::complete(float* out, const GenerateProgressFn& progress) {
     ++r.refiner_evaluations;
     r.refined_calls.push_back(c);
   }
-  if (s.guided) {
+  if (s.guide[c]) {
+    ++r.guided_evaluations;
+    r.guided_calls.push_back(c);
     // eps = eps_u + g * (eps_c - eps_u); cond rows are the first half of the batch.
     const float* eu = out + s.N;
     for (size_t i = 0; i < s.N; ++i) out[i] = eu[i] + s.g * (out[i] - eu[i]);

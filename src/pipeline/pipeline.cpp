@@ -102,6 +102,14 @@ Status validate_generate_params(const GenerateParams& p, const DenoiserInfo& inf
     return invalid_argument("eta must be in [0, 1], got " + std::to_string(p.eta));
   if (p.eta != 0.0f && p.sampler != "ddim")
     return invalid_argument("eta only applies to the ddim sampler");
+  const bool lo_set = p.cfg_sigma_lo >= 0, hi_set = p.cfg_sigma_hi >= 0;
+  if (lo_set != hi_set ||
+      (lo_set && !(std::isfinite(p.cfg_sigma_hi) && p.cfg_sigma_lo <= p.cfg_sigma_hi)))
+    return invalid_argument(
+        "cfg interval must be SIGMA_LO,SIGMA_HI with 0 <= SIGMA_LO <= SIGMA_HI, got " +
+        std::to_string(p.cfg_sigma_lo) + "," + std::to_string(p.cfg_sigma_hi));
+  if (lo_set && p.cfg_scale == 1.0f)
+    return invalid_argument("a cfg interval needs guidance (cfg scale != 1)");
   if (p.png_bit_depth != 8 && p.png_bit_depth != 16)
     return invalid_argument("PNG bit depth must be 8 or 16, got " +
                             std::to_string(p.png_bit_depth));
@@ -117,6 +125,16 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& p,
   DUET_ASSIGN_OR_RETURN(std::unique_ptr<PromptEmbedding> emb, model.encode(run->texts()));
   if (!emb || emb->batch() != rows)
     return internal_error("prompt encoder returned the wrong batch size");
+  // Calls that a guidance interval leaves unguided run the conditional rows alone.
+  std::unique_ptr<PromptEmbedding> cond;
+  for (int c = run->next_call(); c < run->num_calls() && !cond; ++c)
+    if (rows != run->images() && !run->guided_at(c)) {
+      const std::vector<std::string> texts(run->texts().begin(),
+                                           run->texts().begin() + run->images());
+      DUET_ASSIGN_OR_RETURN(cond, model.encode(texts));
+      if (!cond || cond->batch() != run->images())
+        return internal_error("prompt encoder returned the wrong batch size");
+    }
   run->add_encode_seconds(seconds_since(t_enc));
 
   // --- buffers (nothing in the loop allocates) ---
@@ -125,9 +143,10 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& p,
   while (!run->done()) {
     if (cancel && cancel->load(std::memory_order_relaxed)) return run->cancelled();
     const bool refine = run->refine_next();
+    const int b = run->rows_next();
     run->write_input(model_in.data(), t.data());
-    DUET_RETURN_IF_ERROR(
-        model.denoise(model_in.data(), t.data(), rows, H, W, *emb, refine, model_out.data()));
+    DUET_RETURN_IF_ERROR(model.denoise(model_in.data(), t.data(), b, H, W, b == rows ? *emb : *cond,
+                                       refine, model_out.data()));
     DUET_RETURN_IF_ERROR(run->complete(model_out.data(), progress));
   }
   return run->finish();

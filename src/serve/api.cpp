@@ -98,6 +98,7 @@ json request_object(const ImageRequest& r) {
 json request_json(const ImageRequest& r) {
   json j = request_object(r);
   if (r.karras) j["karras"] = true;
+  if (r.cfg_sigma_lo >= 0) j["cfg_interval"] = {r.cfg_sigma_lo, r.cfg_sigma_hi};
   if (r.init_image) {
     j["init_image"] = true;
     j["strength"] = std::stod(fmt_float(static_cast<float>(r.strength)));
@@ -162,7 +163,7 @@ std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann:
   static const std::set<std::string> known = {
       "prompt",  "n",         "size",  "response_format", "negative_prompt", "steps",
       "sampler", "cfg_scale", "seed",  "refine_every",    "model",           "user",
-      "quality", "style",     "width", "height",          "karras"};
+      "quality", "style",     "width", "height",          "karras",          "cfg_interval"};
   static const std::set<std::string> known_img2img = {"image", "mask", "strength"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k) && !(options.img2img && known_img2img.count(k)))
@@ -247,6 +248,20 @@ std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann:
     r.karras = j["karras"].get<bool>();
     if (r.karras && (r.sampler == "ddim" || r.sampler == "ddpm"))
       return bad("karras", "Karras sigmas apply to every sampler except ddim and ddpm");
+  }
+  if (j.contains("cfg_interval") && !j["cfg_interval"].is_null()) {
+    const json& c = j["cfg_interval"];
+    const bool pair = c.is_array() && c.size() == 2 && c[0].is_number() && c[1].is_number();
+    const double lo = pair ? c[0].get<double>() : -1, hi = pair ? c[1].get<double>() : -1;
+    if (!pair || !std::isfinite(lo) || !std::isfinite(hi) || lo < 0 || lo > hi)
+      return bad(
+          "cfg_interval",
+          "'cfg_interval' must be [sigma_lo, sigma_hi] with 0 <= sigma_lo <= sigma_hi, got " +
+              c.dump());
+    if (r.cfg_scale == 1.0f)
+      return bad("cfg_interval", "'cfg_interval' needs guidance ('cfg_scale' != 1)");
+    r.cfg_sigma_lo = lo;
+    r.cfg_sigma_hi = hi;
   }
   if (options.img2img && j.contains("strength") && !j["strength"].is_null()) {
     const json& c = j["strength"];

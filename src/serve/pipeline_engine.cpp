@@ -152,7 +152,7 @@ class BatchRunner {
     group_.reserve(m);
     order_.reserve(m);
     handled_.assign(m, false);
-    key_.assign(2 * ((m + 63) / 64), 0);
+    key_.assign(3 * ((m + 63) / 64), 0);
     memo_.clear();
     for (auto it = parts_.begin(); it != parts_.end();) {
       bool used = false;
@@ -197,10 +197,10 @@ class BatchRunner {
         const GenerateRun& b = *members[j].run;
         if (a.height() == b.height() && a.width() == b.width() &&
             (mixed_ok_ || a.refine_next() == b.refine_next()) &&
-            (group_.empty() || cap <= 0 || rows + b.rows() <= cap)) {
+            (group_.empty() || cap <= 0 || rows + b.rows_next() <= cap)) {
           group_.push_back(static_cast<int>(j));
           handled_[j] = true;
-          rows += b.rows();
+          rows += b.rows_next();
         }
       }
       // Refining members first, each part in member order (not std::stable_partition: it
@@ -242,9 +242,9 @@ class BatchRunner {
     for (int j : group) {
       GenerateRun& r = *members[j].run;
       r.write_input(x_.data() + rows * img, t_.data() + rows);
-      rows += r.rows();
+      rows += r.rows_next();  // a guidance interval may leave this call at n rows
       if (r.refine_next()) {
-        refine_rows += r.rows();
+        refine_rows += r.rows_next();
         ++refining;
       }
     }
@@ -272,8 +272,9 @@ class BatchRunner {
     rows = 0;
     for (int j : group) {
       Member& mb = members[j];
+      const int own = mb.run->rows_next();  // this call's rows (complete() moves to the next)
       fail_unless_ok(mb, mb.run->complete(out_.data() + rows * img, mb.progress));
-      rows += mb.run->rows();
+      rows += own;
       if (mb.active && mb.run->done()) mb.active = false;  // finished: the caller collects it
     }
     return Status::ok();
@@ -284,18 +285,22 @@ class BatchRunner {
   // denoiser without concat() gets the group's texts encoded at once, uncached.
   Result<const PromptEmbedding*> embedding(const std::vector<Member>& members,
                                            std::span<const int> group, int rows) {
-    // Key: the members, then which of them refine (which fixes the row order).
+    // Key: the members, which of them refine (which fixes the row order) and which are guided
+    // at this call (which fixes their row count).
     std::fill(key_.begin(), key_.end(), 0);
-    const size_t half = key_.size() / 2;
+    const size_t third = key_.size() / 3;
     for (int j : group) {
       key_[j / 64] |= uint64_t{1} << (j % 64);
-      if (members[j].run->refine_next()) key_[half + j / 64] |= uint64_t{1} << (j % 64);
+      if (members[j].run->refine_next()) key_[third + j / 64] |= uint64_t{1} << (j % 64);
+      if (members[j].run->guided_next()) key_[2 * third + j / 64] |= uint64_t{1} << (j % 64);
     }
     if (auto it = memo_.find(key_); it != memo_.end()) return it->second.get();
     std::vector<std::string> texts;
     texts.reserve(rows);
-    for (int j : group)
-      texts.insert(texts.end(), members[j].run->texts().begin(), members[j].run->texts().end());
+    for (int j : group) {
+      const auto& t = members[j].run->texts();  // unguided: the conditional texts only
+      texts.insert(texts.end(), t.begin(), t.begin() + members[j].run->rows_next());
+    }
     std::unique_ptr<PromptEmbedding> e;
     if (concat_ok_) {
       std::vector<const PromptEmbedding*> parts;
@@ -370,6 +375,8 @@ GenerateParams to_generate_params(const ImageRequest& r) {
   p.cfg_scale = r.cfg_scale;
   p.seed = r.seed;
   p.karras = r.karras;
+  p.cfg_sigma_lo = r.cfg_sigma_lo;
+  p.cfg_sigma_hi = r.cfg_sigma_hi;
   if (r.init_image) {
     p.init_image = *r.init_image;
     p.strength = r.strength;

@@ -61,6 +61,9 @@ TEST(CliGenerate, BadArgumentsGiveOneLineErrors) {
       {"-p hi --refine-steps 3,x" + out, "'x' is not an integer"},
       {"-p hi --refine-steps 3,30" + out, "refine step 30 is outside 1..20"},
       {"-p hi --karras --sampler ddim" + out, "Karras"},
+      {"-p hi --cfg-interval 5,1" + out, "--cfg-interval must be SIGMA_LO,SIGMA_HI"},
+      {"-p hi --cfg-interval 1,x" + out, "--cfg-interval must be SIGMA_LO,SIGMA_HI"},
+      {"-p hi --cfg-scale 1 --cfg-interval 0.3,5" + out, "a cfg interval needs guidance"},
       {"-p hi --strength 1.5 --init-image x.png" + out, "--strength must be in [0, 1]"},
       {"-p a -p b -p c -n 2" + out, "3 prompts for n = 2"},
   };

@@ -95,6 +95,10 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
   p.cfg_scale = std::stof(meta(*file, "cfg_scale"));
   p.refine_every = std::stoi(meta(*file, "refine_every"));
   p.n = meta(*file, "n").empty() ? 1 : std::stoi(meta(*file, "n"));
+  if (const std::string iv = meta(*file, "cfg_interval"); !iv.empty()) {
+    p.cfg_sigma_lo = std::stod(iv.substr(0, iv.find(',')));
+    p.cfg_sigma_hi = std::stod(iv.substr(iv.find(',') + 1));
+  }
   p.rng = "torch";
 
   auto xT = file->load_f32("x_T");
@@ -120,6 +124,19 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
     EXPECT_EQ(r->refined_calls, expect);
   }
   EXPECT_EQ(r->model_evaluations, p.steps);
+  // Guidance interval: the same calls guided as the reference decided.
+  if (const TensorEntry* e = file->find("guided")) {
+    std::vector<int64_t> flags(e->numel);
+    std::memcpy(flags.data(), e->data, e->nbytes);
+    std::vector<int> expect;
+    for (size_t i = 0; i < flags.size(); ++i)
+      if (flags[i]) expect.push_back(static_cast<int>(i));
+    EXPECT_EQ(r->guided_calls, expect);
+    EXPECT_GT(expect.size(), 0u);
+    EXPECT_LT(expect.size(), flags.size());
+  } else {
+    EXPECT_EQ(r->guided_evaluations, p.steps);
+  }
 
   // Every step and the final image.
   ASSERT_EQ(static_cast<int>(steps.size()), p.steps);
@@ -203,21 +220,23 @@ TEST(ReferenceModel, PipelineLoopAllocatesNothingOutsideTheModel) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    TinyDemo, ReferenceSample, ::testing::ValuesIn([] {
-      std::vector<SampleCase> cases;
-      for (BackendKind k :
-           {BackendKind::kCpu, BackendKind::kReference, BackendKind::kReferenceDevice})
-        for (const char* s : {"sample_ddim", "sample_dpmpp_2m", "sample_dpmpp_2m_norefine"})
-          cases.push_back({s, k});
-      return cases;
-    }()),
-    [](const ::testing::TestParamInfo<SampleCase>& i) {
-      std::string n = std::string(i.param.sample) + "_" + backend_kind_name(i.param.backend);
-      for (char& ch : n)
-        if (ch == '-') ch = '_';
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(TinyDemo, ReferenceSample, ::testing::ValuesIn([] {
+                           std::vector<SampleCase> cases;
+                           for (BackendKind k : {BackendKind::kCpu, BackendKind::kReference,
+                                                 BackendKind::kReferenceDevice})
+                             for (const char* s :
+                                  {"sample_ddim", "sample_dpmpp_2m", "sample_dpmpp_2m_norefine",
+                                   "sample_dpmpp_2m_cfginterval"})
+                               cases.push_back({s, k});
+                           return cases;
+                         }()),
+                         [](const ::testing::TestParamInfo<SampleCase>& i) {
+                           std::string n = std::string(i.param.sample) + "_" +
+                                           backend_kind_name(i.param.backend);
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace duet

@@ -201,6 +201,11 @@ TEST(ServeApi, ValidationErrorsName400Fields) {
       {R"({"prompt":"x","refine_every":-2})", "refine_every"},
       {R"({"prompt":"x","response_format":"url"})", "response_format"},
       {R"({"prompt":"x","stepz":3})", "stepz"},
+      {R"({"prompt":"x","cfg_interval":[3,1]})", "cfg_interval"},
+      {R"({"prompt":"x","cfg_interval":[-1,1]})", "cfg_interval"},
+      {R"({"prompt":"x","cfg_interval":"0.3,5"})", "cfg_interval"},
+      {R"({"prompt":"x","cfg_interval":[1]})", "cfg_interval"},
+      {R"({"prompt":"x","cfg_scale":1,"cfg_interval":[0.3,5]})", "cfg_interval"},
   };
   for (const char* route : {"/v1/images/generations", "/v1/jobs"}) {
     for (const auto& [body, field] : cases) {

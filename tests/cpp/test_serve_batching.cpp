@@ -519,5 +519,43 @@ TEST(ServeBatching, RealModelPromptCacheChangesNothing) {
   EXPECT_GT(s.prompt_cache_bytes, 3 * 32 * (128 + 2 * 2 * 128) * 4);
 }
 
+TEST(ServeBatching, RealModelGuidanceIntervalBatchedEqualsSolo) {
+  // Requests whose calls alternate between 2n rows (guided) and n rows (outside their interval)
+  // share calls with always-guided ones; each gets its solo image, and the interval changes it.
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
+  auto model = load_denoiser(dir, 2);
+  if (!model.is_ok()) GTEST_SKIP() << model.status().to_string();
+  auto engine = make_pipeline_engine(std::move(model).value());
+  const EngineInfo& info = engine->info();
+  std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a red dress", 1, 4.0f, 2),
+                                    req("a bag", 5, 3.0f, 1), req("a coat", 9, 3.0f, 1)};
+  reqs[1].cfg_sigma_lo = 0.5, reqs[1].cfg_sigma_hi = 20;  // = reqs[0] with an interval
+  reqs[3].cfg_sigma_lo = 2, reqs[3].cfg_sigma_hi = 200;
+  for (auto& r : reqs) {
+    r.width = info.width;
+    r.height = info.height;
+    r.steps = 8;
+  }
+  std::vector<std::vector<float>> solo;
+  for (const auto& r : reqs) {
+    auto out = run(*engine, {r});
+    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
+    solo.push_back(out[0]->pixels);
+  }
+  float changed = 0;
+  for (size_t k = 0; k < solo[0].size(); ++k)
+    changed = std::max(changed, std::abs(solo[0][k] - solo[1][k]));
+  EXPECT_GT(changed, 1e-3f) << "the interval left the image unchanged";
+  auto together = run(*engine, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(together[i].is_ok()) << together[i].status().to_string();
+    float max_diff = 0;
+    for (size_t k = 0; k < solo[i].size(); ++k)
+      max_diff = std::max(max_diff, std::abs(together[i]->pixels[k] - solo[i][k]));
+    EXPECT_LE(max_diff, kRealModelBatchTolerance) << "request " << i << ": batched vs solo";
+  }
+}
+
 }  // namespace
 }  // namespace duet::testing

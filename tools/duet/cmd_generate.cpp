@@ -32,6 +32,7 @@ struct Options {
   int steps = 20;
   std::string sampler = "dpmpp_2m";
   bool karras = false;
+  std::string cfg_interval;  // "LO,HI"
   float cfg_scale = 4.0f;
   const CLI::Option* cfg_scale_opt = nullptr;  // not given on the command line: the model's default
   int64_t seed = -1;
@@ -143,6 +144,17 @@ int run_generate(Options o) {
   p.sampler = o.sampler;
   p.karras = o.karras;
   p.cfg_scale = o.cfg_scale;
+  if (!o.cfg_interval.empty()) {
+    double lo = 0, hi = 0;
+    char tail = 0;
+    if (std::sscanf(o.cfg_interval.c_str(), "%lf,%lf%c", &lo, &hi, &tail) != 2 ||
+        !std::isfinite(lo) || !std::isfinite(hi) || lo < 0 || lo > hi)
+      return fail("--cfg-interval must be SIGMA_LO,SIGMA_HI with 0 <= SIGMA_LO <= SIGMA_HI, got '" +
+                      o.cfg_interval + "'",
+                  2);
+    p.cfg_sigma_lo = lo;
+    p.cfg_sigma_hi = hi;
+  }
   p.seed = o.seed;
   p.rng = o.rng;
   p.width = o.width;
@@ -286,6 +298,8 @@ int run_generate(Options o) {
     j["sampler"] = p.sampler;
     j["karras"] = p.karras;
     j["cfg_scale"] = p.cfg_scale;
+    if (p.cfg_sigma_lo >= 0) j["cfg_interval"] = {p.cfg_sigma_lo, p.cfg_sigma_hi};
+    j["guided_evaluations"] = r.guided_evaluations;
     j["rng"] = p.rng;
     j["refine"] = refine_description(p, info.refine_every);
     j["batch"] = r.batch;
@@ -327,6 +341,9 @@ static duet::cli::CommandRegistrar registrar(
       o->cfg_scale_opt = sub.add_option(
           "--cfg-scale", o->cfg_scale,
           "classifier-free guidance scale (default: the model's inference.cfg_scale)");
+      sub.add_option("--cfg-interval", o->cfg_interval,
+                     "SIGMA_LO,SIGMA_HI: guidance only on calls whose noise level sigma lies in "
+                     "the interval; the others run the conditional rows alone (half the batch)");
       sub.add_option("--seed", o->seed, "seed (-1 = random; the seed used is reported)")
           ->capture_default_str();
       sub.add_option("--rng", o->rng, "noise generator: torch | philox")
