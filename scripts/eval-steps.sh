@@ -2,7 +2,8 @@
 # Quality vs steps of the C++ engine: for each sampler × steps, `duet generate` makes PER_CLASS
 # images of "a photo of a {class}" per class, then python -m duet_ref.evaluate --png-dir scores
 # them (separate classifier: class accuracy and feature FID). One JSON line per run on stdout.
-#   scripts/eval-steps.sh [MODEL_DIR] [PER_CLASS]     (env: SAMPLERS, STEPS, CFG, DUET_BIN)
+#   scripts/eval-steps.sh [MODEL_DIR] [PER_CLASS]     (env: SAMPLERS, STEPS, CFG, DUET_BIN, EXTRA)
+#   EXTRA: more `duet generate` arguments, e.g. EXTRA="--cfg-interval 0.5,20" (echoed as "extra")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cpu-env.sh   # OPENBLAS_CORETYPE only on AVX-512 Intel CPUs
@@ -12,6 +13,7 @@ SAMPLERS="${SAMPLERS:-ddim euler dpmpp_2m}"
 STEPS="${STEPS:-10 20 50}"
 CFG="${CFG:-3}"
 BIN="${DUET_BIN:-build/duet}"
+EXTRA="${EXTRA:-}"
 CLASSES=("t-shirt" "trousers" "pullover" "dress" "coat" "sandal" "shirt" "sneaker" "bag" "ankle boot")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -22,13 +24,13 @@ for sampler in $SAMPLERS; do
     t0=$(date +%s.%N)
     for k in "${!CLASSES[@]}"; do
       "$BIN" generate --model "$MODEL" -p "a photo of a ${CLASSES[$k]}" -n "$PER_CLASS" \
-        --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --seed $((1000 + k)) -q \
+        --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --seed $((1000 + k)) -q $EXTRA \
         -o "$dir/${k}_img.png"
     done
     t1=$(date +%s.%N)
     (cd python && /usr/bin/python3 -m duet_ref.evaluate --png-dir "$dir" \
       --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --out "$dir/eval.json" >/dev/null)
-    /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d.pop('per_class_accuracy'); d['generate_seconds']=round(float(sys.argv[3])-float(sys.argv[2]),1); print(json.dumps(d))" \
-      "$dir/eval.json" "$t0" "$t1"
+    /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d.pop('per_class_accuracy'); d['generate_seconds']=round(float(sys.argv[3])-float(sys.argv[2]),1); d['extra']=sys.argv[4]; print(json.dumps(d))" \
+      "$dir/eval.json" "$t0" "$t1" "$EXTRA"
   done
 done

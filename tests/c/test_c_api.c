@@ -185,6 +185,7 @@ static void test_prompt_encodings(duet_model* m, duet_model* other) {
   CHECK(duet_prompt_encode(m, "blurry", &neg, &err) == DUET_OK);
   CHECK(duet_prompt_encode(other, "a photo of a sneaker", &foreign, &err) == DUET_OK);
   CHECK(strcmp(duet_prompt_text(p), "a photo of a sneaker") == 0);
+  duet_prompt_free(p); /* the call below sets p to NULL on its error */
   CHECK(duet_prompt_encode(m, NULL, &p, &err) == DUET_ERR_INVALID_ARGUMENT && p == NULL);
   CHECK(strstr(duet_error_message(err), "text") != NULL);
   duet_error_free(err);

@@ -43,12 +43,14 @@ TEST(BackendBoundary, BuffersPassOverrunsAndFreedBuffersDoNot) {
   EXPECT_EQ(reference_device_violations().count, 1);
   EXPECT_NE(reference_device_violations().first.find("add: x"), std::string::npos);
 
+#if !defined(__SANITIZE_ADDRESS__)  // the op really writes the freed memory: ASan stops there
   reset_reference_device_violations();
   xb.value().reset();  // freed: its range leaves the registry
   be.silu(y, x, 8);
   EXPECT_EQ(reference_device_violations().count, 1);
   EXPECT_NE(reference_device_violations().first.find("silu: y"), std::string::npos)
       << reference_device_violations().first;
+#endif
 }
 
 TEST(BackendBoundary, BackendTensorsRoundTrip) {

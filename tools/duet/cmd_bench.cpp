@@ -52,6 +52,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchArgs {
   std::string model, inputs, eps_out, precision, quality_model;
+  std::string cfg_interval;  // generate: "LO,HI" (GenerateParams::cfg_sigma_lo / hi)
   int batch = 2, reps = 5, threads = 2, steps = 20, gen_reps = 3;
   bool json = false, no_gemm = false, no_quality = false;
   double peak_seconds = 0.3;
@@ -338,6 +339,13 @@ Status run_bench(const BenchArgs& a) {
     gp.sampler = "dpmpp_2m";
     gp.cfg_scale = 4.0f;
     gp.seed = 0;
+    if (!a.cfg_interval.empty()) {
+      char tail = 0;
+      if (std::sscanf(a.cfg_interval.c_str(), "%lf,%lf%c", &gp.cfg_sigma_lo, &gp.cfg_sigma_hi,
+                      &tail) != 2)
+        return invalid_argument("--cfg-interval must be SIGMA_LO,SIGMA_HI, got '" + a.cfg_interval +
+                                "'");
+    }
     Stat g{"generate", {}, 0};
     GenerateResult last;
     DUET_RETURN_IF_ERROR(time_stage(&g, a.gen_reps, [&]() -> Status {
@@ -345,17 +353,28 @@ Status run_bench(const BenchArgs& a) {
       return Status::ok();
     }));
     // FLOPs of the schedule: prompt encoding of 2n texts + every call (refined or not)
+    // (calls a guidance interval leaves unguided run half the batch: counted at batch / 2)
     const bench::FlopCount gfc = bench::count_flops(cfg, last.batch, H, W);
-    g.flops = gfc.prompt_encode() +
-              (last.model_evaluations - last.refiner_evaluations) * gfc.denoise_no_refine() +
-              last.refiner_evaluations * gfc.denoise_refine();
+    const bench::FlopCount hfc = bench::count_flops(cfg, std::max(1, last.batch / 2), H, W);
+    const std::vector<int>& gc = last.guided_calls;
+    g.flops = gfc.prompt_encode();
+    for (int c = 0; c < last.num_calls; ++c) {
+      const bool refined = std::find(last.refined_calls.begin(), last.refined_calls.end(), c) !=
+                           last.refined_calls.end();
+      const bool full = gp.cfg_sigma_lo < 0 || std::find(gc.begin(), gc.end(), c) != gc.end();
+      const bench::FlopCount& f = full ? gfc : hfc;
+      g.flops += refined ? f.denoise_refine() : f.denoise_no_refine();
+    }
     out["generate_info"] = {{"steps", a.steps},
                             {"n", gp.n},
                             {"model_batch", last.batch},
                             {"model_evaluations", last.model_evaluations},
                             {"refiner_evaluations", last.refiner_evaluations},
                             {"cfg_scale", gp.cfg_scale},
+                            {"guided_evaluations", last.guided_evaluations},
                             {"sampler", gp.sampler}};
+    if (gp.cfg_sigma_lo >= 0)
+      out["generate_info"]["cfg_interval"] = {gp.cfg_sigma_lo, gp.cfg_sigma_hi};
     stats.push_back(g);
     if (precision != Precision::kF32 && !a.no_quality) {
       den.reset();
@@ -440,6 +459,9 @@ duet::cli::CommandRegistrar registrar(
       sub.add_option("--reps", a->reps, "timed repetitions per stage")->check(CLI::Range(1, 1000));
       sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")
           ->check(CLI::NonNegativeNumber);
+      sub.add_option(
+          "--cfg-interval", a->cfg_interval,
+          "generate: SIGMA_LO,SIGMA_HI guidance interval (duet generate --cfg-interval)");
       sub.add_option("--steps", a->steps, "generate: dpmpp_2m steps (0 = skip generate)")
           ->check(CLI::Range(0, 1000));
       sub.add_option("--gen-reps", a->gen_reps, "generate: timed repetitions")
