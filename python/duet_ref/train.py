@@ -71,6 +71,24 @@ def save_checkpoint(path, state):
     os.replace(tmp, path)
 
 
+def init_from_export(model_dir, args):
+    """Exported model dir -> (model, ema, optimiser, config): both copies start from its (EMA) weights.
+
+    Errors name --init-from (a missing directory, a file that is not a duet export, shapes that
+    do not match its own config.json) as ValueError.
+    """
+    from .checkpoint import load_model
+    if not os.path.isdir(model_dir):
+        raise ValueError(f"--init-from: {model_dir!r} is not a directory (expected config.json + model.safetensors)")
+    try:
+        loaded = load_model(model_dir)
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"--init-from: cannot load {model_dir!r}: {e}") from None
+    model = loaded.train().requires_grad_(True)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    return model, ema, build_optimizer(model, args.lr_backbone, args.lr_refiner), loaded.cfg
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/fashion-duet.json")
@@ -92,6 +110,10 @@ def main(argv=None):
     ap.add_argument("--text-pretrain-steps", type=int, default=150,
                     help="text-only probe pre-training before the first diffusion step (once per run dir)")
     ap.add_argument("--text-aux", type=float, default=0.1, help="weight of the text-probe loss (0 = off)")
+    ap.add_argument("--init-from", default="",
+                    help="exported model dir (config.json + model.safetensors): when --out has no last.ckpt, start "
+                         "from its weights (model and EMA both; its config replaces --config; the text encoder counts "
+                         "as pre-trained; the EMA decays at --ema from the first step). Ignored when resuming.")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -108,7 +130,7 @@ def main(argv=None):
     nprng = np.random.default_rng(args.seed)
     probe = TextProbe(cfg["text"]["width"])
     probe_opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.0)
-    text_pretrained = False
+    text_pretrained, ema_warm = False, False
     step, elapsed_total = 0, 0.0
     if os.path.exists(ckpt_path):
         st = torch.load(ckpt_path)
@@ -125,6 +147,14 @@ def main(argv=None):
             probe_opt.load_state_dict(st["probe_opt"])
         text_pretrained = st.get("text_pretrained", False)
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
+        ema_warm = st.get("ema_warm", False)
+    elif args.init_from:
+        model, ema, opt, cfg = init_from_export(args.init_from, args)
+        text_pretrained, ema_warm = True, True
+        sched = Schedule(cfg)  # the export's own config decides the schedule and the probe's width
+        probe = TextProbe(cfg["text"]["width"])
+        probe_opt = torch.optim.AdamW(probe.parameters(), lr=1e-3, weight_decay=0.0)
+        print(f"initialised from {args.init_from} (exported EMA weights)", flush=True)
     if args.text_pretrain_steps > 0 and not text_pretrained:
         pretrain_text(model, probe, data, args.text_pretrain_steps, rng=gen,
                       log=lambda msg: print(msg, flush=True))
@@ -149,6 +179,7 @@ def main(argv=None):
                                     "gen": gen.get_state(), "nprng": nprng.bit_generator.state,
                                     "pyrng": data.rng.getstate(), "config": cfg, "args": vars(args),
                                     "probe": probe.state_dict(), "probe_opt": probe_opt.state_dict(),
+                                    "ema_warm": ema_warm,
                                     "text_pretrained": text_pretrained})
 
     model.train()
@@ -169,7 +200,7 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         probe_opt.step()
-        decay = min(args.ema, (1 + step) / (10 + step))
+        decay = args.ema if ema_warm else min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
