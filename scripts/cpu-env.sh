@@ -4,7 +4,9 @@
 # reporting a model it does not know) and falls back to slower kernels; forcing SKYLAKEX there makes
 # PyTorch about 2x faster. On a CPU without AVX-512 the SKYLAKEX kernels die with SIGILL, and on AMD
 # Zen OpenBLAS detects the core by itself, so the variable is exported ONLY on a GenuineIntel CPU
-# with avx512f, avx512bw, avx512vl and avx512dq. A value the caller already set (even empty) is kept.
+# with avx512f, avx512bw, avx512vl and avx512dq. A value the caller already set (even empty) is kept,
+# except an AVX-512 core type (SKYLAKEX, COOPERLAKE, SAPPHIRERAPIDS) on a CPU without AVX-512: that
+# one is removed (it would SIGILL).
 #
 # Also sets (not exported) CPU_ENV_AVX512=1 when the CPU has AVX-512 F/BW/VL/DQ (the level at which
 # oneDNN's avx512_core and Highway's AVX3 targets dispatch), else 0.
@@ -22,15 +24,16 @@ cpu_env_decide() {
   done
   if [ -z "$missing" ]; then CPU_ENV_AVX512=1; else CPU_ENV_AVX512=0; fi
 
-  if [ -n "${OPENBLAS_CORETYPE+set}" ]; then
-    local why="set by the caller"
-    if [ "$CPU_ENV_AVX512" = 0 ]; then
-      case "$OPENBLAS_CORETYPE" in
-        SKYLAKEX | COOPERLAKE | SAPPHIRERAPIDS | skylakex | cooperlake | sapphirerapids)
-          why="set by the caller; WARNING: this CPU lacks${missing}, PyTorch may die with SIGILL" ;;
-      esac
-    fi
-    echo "cpu-env: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(empty)} kept ($why)" >&2
+  if [ -n "${OPENBLAS_CORETYPE+set}" ] && [ "$CPU_ENV_AVX512" = 0 ] &&
+    case "$OPENBLAS_CORETYPE" in
+      SKYLAKEX | COOPERLAKE | SAPPHIRERAPIDS | skylakex | cooperlake | sapphirerapids) true ;;
+      *) false ;;
+    esac; then
+    # An AVX-512 core type on a CPU without AVX-512 kills PyTorch with SIGILL: never keep it.
+    echo "cpu-env: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE removed (this CPU lacks${missing}; its kernels would die with SIGILL)" >&2
+    unset OPENBLAS_CORETYPE
+  elif [ -n "${OPENBLAS_CORETYPE+set}" ]; then
+    echo "cpu-env: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(empty)} kept (set by the caller)" >&2
   elif [ -z "$vendor" ]; then
     echo "cpu-env: OPENBLAS_CORETYPE not set (no /proc/cpuinfo vendor: OpenBLAS detects the core)" >&2
   elif [ "$vendor" = GenuineIntel ] && [ "$CPU_ENV_AVX512" = 1 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks scripts/cpu-env.sh's decision on fake /proc/cpuinfo files: SKYLAKEX only on Intel with
-# AVX-512 F/BW/VL/DQ, never without AVX-512, never on AMD, a caller's value kept.
+# AVX-512 F/BW/VL/DQ, never without AVX-512, never on AMD, a caller's value kept unless it is an AVX-512
+# core type on a CPU without AVX-512.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
@@ -30,6 +31,10 @@ expect "AMD Zen 3"                zen3      -         -        0
 expect "AMD Zen 4 (AVX-512)"      zen4      -         -        1
 expect "caller's value kept"      intel2    HASWELL   HASWELL  0
 expect "caller's value on Intel"  intel512  HASWELL   HASWELL  1
+expect "caller's SKYLAKEX, AVX2"   intel2    SKYLAKEX  -        0
+expect "caller's SKYLAKEX, Zen 3"  zen3      SKYLAKEX  -        0
+expect "caller's SKYLAKEX kept"    intel512  SKYLAKEX  SKYLAKEX 1
+expect "no cpuinfo, SKYLAKEX"      missing   SKYLAKEX  -        0
 expect "no cpuinfo"               missing   -         -        0
 # The decision line goes to stderr, stdout stays clean.
 out=$(CPU_ENV_CPUINFO="$tmp/zen3" bash -c '. scripts/cpu-env.sh' 2>/dev/null)
