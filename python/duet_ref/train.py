@@ -1,7 +1,10 @@
 """Train a duet model on Fashion-MNIST with generated prompts (resumable, seeded).
 
-    OPENBLAS_CORETYPE=SKYLAKEX python3 -m duet_ref.train --config configs/fashion-duet.json \
-        --out runs/fashion-duet --total-steps 40000 --minutes 120
+    (. scripts/cpu-env.sh && python3 -m duet_ref.train --config configs/fashion-duet.json \
+        --out runs/fashion-duet --total-steps 40000 --minutes 120)
+
+scripts/cpu-env.sh sets OPENBLAS_CORETYPE=SKYLAKEX only on Intel CPUs with AVX-512 (elsewhere it
+would kill PyTorch with SIGILL).
 
 Loss (seed design): L = l_sem * |eps - eps_s|^2 + l_tex * |HP(eps) - (alpha HP(eps_s) + (1-alpha) eps_d)|^2
 Running it again with the same --out continues from runs/.../last.ckpt.
