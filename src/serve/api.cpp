@@ -11,13 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-ApiError bad(std::string param, std::string message) {
-  ApiError e;
-  e.param = std::move(param);
-  e.message = std::move(message);
-  return e;
-}
-
 // Reads an integer field (a JSON integer, or a float with an integral value).
 bool get_int(const json& j, const char* key, int64_t lo, int64_t hi, int64_t* out, ApiError* err) {
   auto it = j.find(key);

@@ -22,6 +22,14 @@ struct ApiError {
   std::string type = "invalid_request_error";
 };
 
+// A 400 naming `param` ("" = none), the one constructor every request parser uses.
+inline ApiError bad(std::string param, std::string message) {
+  ApiError e;
+  e.param = std::move(param);
+  e.message = std::move(message);
+  return e;
+}
+
 struct ParsedGeneration {
   ImageRequest request;
   std::string response_format = "b64_json";

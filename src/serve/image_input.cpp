@@ -6,13 +6,6 @@
 namespace duet::serve {
 namespace {
 
-ApiError bad(const std::string& param, std::string message) {
-  ApiError e;
-  e.param = param;
-  e.message = std::move(message);
-  return e;
-}
-
 std::string dims(int w, int h) { return std::to_string(w) + "x" + std::to_string(h); }
 
 }  // namespace

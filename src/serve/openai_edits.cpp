@@ -10,13 +10,6 @@ namespace {
 
 using nlohmann::json;
 
-ApiError bad(const std::string& param, std::string message) {
-  ApiError e;
-  e.param = param;
-  e.message = std::move(message);
-  return e;
-}
-
 // A text form field as the JSON value the generation parser expects: numbers and booleans for
 // the fields that are numbers or booleans when they read as such, else the string itself (so
 // that the parser's error names the field and shows the value).

@@ -15,13 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-ApiError bad(const std::string& param, std::string message) {
-  ApiError e;
-  e.param = param;
-  e.message = std::move(message);
-  return e;
-}
-
 // A1111's names for duet's samplers (A1111 label, then aliases as its /samplers lists them).
 // Only exact equivalents are mapped: A1111's "DPM++ 2S a" is ancestral and its "DPM++ 3M" is an
 // SDE sampler, so duet's dpmpp_2s / dpmpp_3m keep duet-style labels.

@@ -458,6 +458,29 @@ TEST(ServeBatching, ImagesIdenticalWithAndWithoutPromptCache) {
 // batch) are not bitwise row-independent: batched rows differ from solo rows by float rounding
 // (measured: max |diff| 6e-7 on images in [-1, 1], i.e. far below one 8-bit level).
 constexpr float kRealModelBatchTolerance = 1e-4f;
+// Runs each request alone, then all together; each must get its solo image. Returns the solo
+// images.
+std::vector<std::vector<float>> expect_batched_equals_solo(ImageEngine& engine,
+                                                           const std::vector<ImageRequest>& reqs) {
+  std::vector<std::vector<float>> solo;
+  for (const auto& r : reqs) {
+    auto out = run(engine, {r});
+    EXPECT_TRUE(out[0].is_ok()) << out[0].status().to_string();
+    solo.push_back(out[0].is_ok() ? out[0]->pixels : std::vector<float>());
+  }
+  auto together = run(engine, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_TRUE(together[i].is_ok()) << together[i].status().to_string();
+    if (!together[i].is_ok() || together[i]->pixels.size() != solo[i].size()) continue;
+    float max_diff = 0;
+    for (size_t k = 0; k < solo[i].size(); ++k)
+      max_diff = std::max(max_diff, std::abs(together[i]->pixels[k] - solo[i][k]));
+    EXPECT_LE(max_diff, kRealModelBatchTolerance) << "request " << i << ": batched vs solo";
+    std::printf("real model, request %zu: batched vs solo max |diff| = %.3g\n", i, max_diff);
+  }
+  return solo;
+}
+
 TEST(ServeBatching, RealModelBatchedImagesEqualSoloImages) {
   const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
   if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
@@ -473,21 +496,7 @@ TEST(ServeBatching, RealModelBatchedImagesEqualSoloImages) {
     r.height = info.height;
     r.steps = 2;
   }
-  std::vector<std::vector<float>> solo;
-  for (const auto& r : reqs) {
-    auto out = run(*engine, {r});
-    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
-    solo.push_back(out[0]->pixels);
-  }
-  auto together = run(*engine, reqs);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    ASSERT_TRUE(together[i].is_ok()) << together[i].status().to_string();
-    float max_diff = 0;
-    for (size_t k = 0; k < solo[i].size(); ++k)
-      max_diff = std::max(max_diff, std::abs(together[i]->pixels[k] - solo[i][k]));
-    EXPECT_LE(max_diff, kRealModelBatchTolerance) << "request " << i << ": batched vs solo";
-    std::printf("real model, request %zu: batched vs solo max |diff| = %.3g\n", i, max_diff);
-  }
+  expect_batched_equals_solo(*engine, reqs);
 }
 
 TEST(ServeBatching, RealModelPromptCacheChangesNothing) {
@@ -537,24 +546,12 @@ TEST(ServeBatching, RealModelGuidanceIntervalBatchedEqualsSolo) {
     r.height = info.height;
     r.steps = 8;
   }
-  std::vector<std::vector<float>> solo;
-  for (const auto& r : reqs) {
-    auto out = run(*engine, {r});
-    ASSERT_TRUE(out[0].is_ok()) << out[0].status().to_string();
-    solo.push_back(out[0]->pixels);
-  }
+  const auto solo = expect_batched_equals_solo(*engine, reqs);
+  ASSERT_EQ(solo[0].size(), solo[1].size());
   float changed = 0;
   for (size_t k = 0; k < solo[0].size(); ++k)
     changed = std::max(changed, std::abs(solo[0][k] - solo[1][k]));
   EXPECT_GT(changed, 1e-3f) << "the interval left the image unchanged";
-  auto together = run(*engine, reqs);
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    ASSERT_TRUE(together[i].is_ok()) << together[i].status().to_string();
-    float max_diff = 0;
-    for (size_t k = 0; k < solo[i].size(); ++k)
-      max_diff = std::max(max_diff, std::abs(together[i]->pixels[k] - solo[i][k]));
-    EXPECT_LE(max_diff, kRealModelBatchTolerance) << "request " << i << ": batched vs solo";
-  }
 }
 
 }  // namespace

@@ -135,14 +135,12 @@ class ReferenceBackend final : public Backend {
   Result<std::shared_ptr<BackendBuffer>> alloc(size_t bytes) const override {
     DUET_ASSIGN_OR_RETURN(std::shared_ptr<BackendBuffer> host, Backend::alloc(bytes));
     if (!device_) return host;
-    // Re-wrap so that the registry entry dies with the memory.
+    // The registry entry dies with the memory: the wrapper's release unregisters, then drops
+    // the host buffer it holds.
     void* p = host->data();
     boundary().add(p, bytes);
-    auto keep = std::make_shared<std::shared_ptr<BackendBuffer>>(std::move(host));
-    return std::make_shared<BackendBuffer>(*this, p, bytes, [keep](void* q) {
-      boundary().remove(q);
-      keep->reset();
-    });
+    return std::make_shared<BackendBuffer>(*this, p, bytes,
+                                           [host](void* q) { boundary().remove(q); });
   }
   void upload(void* dst, const void* host_src, size_t bytes) const override {
     chk(dst, static_cast<int64_t>(bytes), 1, "upload", "dst");
