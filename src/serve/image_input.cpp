@@ -14,7 +14,9 @@ bool base64_decode(const std::string& in, std::string* out) {
   size_t start = 0;
   if (in.rfind("data:", 0) == 0) {
     const size_t comma = in.find(',');
-    if (comma == std::string::npos || in.compare(comma - 7, 7, ";base64") != 0) return false;
+    // "data:" + ... + ";base64" before the comma (a shorter prefix must not underflow comma - 7)
+    if (comma == std::string::npos || comma < 12 || in.compare(comma - 7, 7, ";base64") != 0)
+      return false;
     start = comma + 1;
   }
   out->clear();

@@ -128,8 +128,9 @@ json call_generate(const json& args, const ImageEngine& engine, const RunSync& r
 
 // One JSON-RPC message; null when it needs no answer (a notification).
 json handle_one(const json& m, const ImageEngine& engine, const RunSync& run) {
-  if (!m.is_object() || m.value("jsonrpc", "") != "2.0" || !m.contains("method") ||
-      !m["method"].is_string())
+  // (json::value() would throw on a non-string "jsonrpc": check the type first)
+  if (!m.is_object() || !m.contains("jsonrpc") || !m["jsonrpc"].is_string() ||
+      m["jsonrpc"] != "2.0" || !m.contains("method") || !m["method"].is_string())
     return error_response(m.is_object() && m.contains("id") ? m["id"] : json(nullptr),
                           {kInvalidRequest, "not a JSON-RPC 2.0 request", nullptr});
   const bool notification = !m.contains("id");

@@ -193,6 +193,11 @@ TEST(ServeEdits, BadInputsName400Fields) {
              "image not base64");
   expect_400(c->Post("/v1/jobs", R"({"prompt":"x","image":42})", "application/json"), "image",
              "image not a string");
+  // Short data: URLs (found by fuzz_serve_frontends: "data:," underflowed the ";base64" check).
+  for (const char* url : {"data:,AAAA", "data:", "data:;base64", "data:x,AAAA", "data:;base64,"})
+    expect_400(c->Post("/v1/jobs", std::string(R"({"prompt":"x","image":")") + url + "\"}",
+                       "application/json"),
+               "image", url);
   expect_400(
       c->Post("/v1/jobs", R"({"prompt":"x","image":")" + b64("hello") + "\"}", "application/json"),
       "image", "base64 of something else");

@@ -346,6 +346,12 @@ TEST(ServeMcp, ErrorsAreJsonRpcErrors) {
   expect(unknown, -32601, "");
   json parse = rpc(*c, json("not an object"), 200);
   EXPECT_EQ(parse["error"]["code"], -32600);
+  // A "jsonrpc" that is not a string is an invalid request, not an exception (found by
+  // fuzz_serve_frontends: json::value() threw on it).
+  for (const json& v : {json(2), json(nullptr), json::array({"2.0"})}) {
+    json m = rpc(*c, {{"jsonrpc", v}, {"id", 9}, {"method", "ping"}}, 200);
+    EXPECT_EQ(m["error"]["code"], -32600) << v.dump();
+  }
   auto r = c->Post("/mcp", "{oops", "application/json");
   EXPECT_EQ(r->status, 400);
   EXPECT_EQ(parse_or_null(r->body)["error"]["code"], -32700);
