@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: install, build, C++ unit + golden tests, the kernel/precision/golden tests again with
-# the ISA capped to AVX2, the same under ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
+# the ISA capped to AVX2, the CUDA variant built and host-tested (no GPU needed), ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
 # and the duet package), and the README's main command + Python example in a fresh minimal Debian
 # 12 root. Prints each stage's time at the end.
 #   SKIP_FRESH_ROOT=1 scripts/run-tests.sh   # local runs without root/network (CI never sets it)
@@ -47,6 +47,19 @@ if [ "$CPU_ENV_AVX512" = 1 ]; then
 else
   echo "== C++ kernel, precision and golden tests with the ISA capped to AVX2: skipped (no AVX-512" \
     "F/BW/VL/DQ on this CPU, so the Release stage above already ran the AVX2 paths)"
+fi
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  # Compiles and links the cuda backend (no GPU is needed for that), runs its host tests (the
+  # kernels' pure logic, the no-GPU error path) and checks scripts/gpu-check.sh's plan. Only the
+  # targets that prove it builds; nvcc is slow, so this stays at -j2 under nice.
+  stage "CUDA variant: build (-DDUET_CUDA=ON), host tests, gpu-check.sh --dry-run"
+  nice -n 19 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DDUET_CUDA=ON \
+    -DDUET_BUILD_KERNEL_BENCH=OFF >/dev/null
+  nice -n 19 cmake --build build-cuda -j2 --target duet duet_cli duet_backend_ops duet_tests
+  ctest --test-dir build-cuda --output-on-failure -R CudaHost
+  ./scripts/gpu-check.sh --dry-run
+else
+  echo "== CUDA variant: skipped (/usr/local/cuda/bin/nvcc not found: no CUDA toolkit here)"
 fi
 stage "C++ tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDUET_SANITIZE=ON >/dev/null
