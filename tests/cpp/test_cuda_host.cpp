@@ -63,7 +63,9 @@ TEST(CudaHost, SplitRangesCoverTheKeysInWholeTiles) {
         cl::split_range(nk, splits, i, &b, &e);
         EXPECT_EQ(b, next) << "nk " << nk << " split " << i;
         EXPECT_LE(b, e);
-        if (e < nk) EXPECT_EQ(e % cl::kAttnKvTile, 0);
+        if (e < nk) {
+          EXPECT_EQ(e % cl::kAttnKvTile, 0);
+        }
         next = e;
       }
       EXPECT_EQ(next, nk) << "nk " << nk << " splits " << splits;
@@ -215,7 +217,7 @@ TEST(CudaHost, CliBackendCudaWithoutGpuExitsNonZeroWithOneLine) {
   if (cuda_backend_status().is_ok()) GTEST_SKIP() << "a usable GPU is present";
   const std::string model = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
   testing::TempDir tmp;
-  for (const std::string args :
+  for (const std::string& args :
        {"generate --model " + model + " -q -p shirt --steps 1 --backend cuda -o " +
             tmp.file("x.png"),
         "bench --model " + model + " --backend cuda"}) {

@@ -16,6 +16,7 @@
 #include "backend_option.h"
 #include "command.h"
 #include "diffusion/sampler.h"
+#include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/png.h"
 #include "precision_option.h"

@@ -23,8 +23,11 @@ Result<DeviceMem> DeviceMem::make(size_t bytes, const void* host, const char* wh
                               cudaGetErrorString(e) + ")");
   m.p_ = p;
   m.bytes_ = bytes;
-  const cudaError_t c =
+  // cudaMemset may return before it is done, and it runs on the legacy stream, which the
+  // backend's non-blocking stream does not wait for: synchronise (allocation time only).
+  cudaError_t c =
       host ? cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice) : cudaMemset(p, 0, bytes);
+  if (c == cudaSuccess && !host) c = cudaDeviceSynchronize();
   if (c != cudaSuccess)
     return internal_error(std::string("cuda backend: cannot fill ") + what + ": " +
                           cudaGetErrorString(c));
