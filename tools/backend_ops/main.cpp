@@ -131,8 +131,7 @@ int main(int argc, char** argv) {
     auto be = find_backend(k);
     if (!be.is_ok()) {
       // Asked for by name: its absence is a failure. Implied (no --backend): said and left out.
-      std::fprintf(stderr, "duet_backend_ops: %s backend: %s\n", backend_kind_name(k),
-                   be.status().message().c_str());
+      std::fprintf(stderr, "duet_backend_ops: %s\n", be.status().message().c_str());
       if (!only_backend.empty()) return 1;
       continue;
     }
