@@ -91,7 +91,7 @@ typedef struct duet_model_params {
   int threads;           /* OpenMP threads per call, >= 0; 0 = duet's choice (idle CPUs) */
   const char* precision; /* "f32" | "bf16" | "int8"; NULL = the checkpoint's, else f32 */
   const char*
-      backend; /* "cpu" | "reference" (| "reference-device", a test backend); NULL = "cpu" */
+      backend; /* "cpu" | "reference" | "reference-device" | "cuda" (GPU build); NULL = "cpu" */
 } duet_model_params;
 
 DUET_API duet_model_params duet_model_params_default(void);

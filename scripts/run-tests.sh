@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: install, build, C++ unit + golden tests, the kernel/precision/golden tests again with
-# the ISA capped to AVX2, the same under ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
+# the ISA capped to AVX2, the CUDA variant built and host-tested (no GPU needed), ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
 # and the duet package), and the README's main command + Python example in a fresh minimal Debian
 # 12 root. Prints each stage's time at the end.
 #   SKIP_FRESH_ROOT=1 scripts/run-tests.sh   # local runs without root/network (CI never sets it)
@@ -47,6 +47,21 @@ if [ "$CPU_ENV_AVX512" = 1 ]; then
 else
   echo "== C++ kernel, precision and golden tests with the ISA capped to AVX2: skipped (no AVX-512" \
     "F/BW/VL/DQ on this CPU, so the Release stage above already ran the AVX2 paths)"
+fi
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  # Compiles and links the cuda backend (no GPU is needed for that) and checks that, without a
+  # usable GPU, every entry point says so in one line and exits != 0; then scripts/gpu-check.sh's
+  # plan. The kernels' pure logic (CudaHost.*) already ran in the Release stage: cuda_logic.h is
+  # plain C++ under g++. Only the targets that prove the build (not duet_tests: nvcc and a second
+  # test build would cost CI minutes for tests that need a GPU to mean anything).
+  stage "CUDA variant: build (-DDUET_CUDA=ON), no-GPU errors, gpu-check.sh --dry-run"
+  nice -n 19 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DDUET_CUDA=ON \
+    -DDUET_BUILD_TESTS=OFF -DDUET_BUILD_KERNEL_BENCH=OFF >/dev/null
+  nice -n 19 cmake --build build-cuda -j"$(nproc)" --target duet_cli duet_backend_ops
+  ./scripts/test-cuda-no-gpu.sh build-cuda
+  ./scripts/gpu-check.sh --dry-run
+else
+  echo "== CUDA variant: skipped (/usr/local/cuda/bin/nvcc not found: no CUDA toolkit here)"
 fi
 stage "C++ tests under ASan + UBSan"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDUET_SANITIZE=ON >/dev/null

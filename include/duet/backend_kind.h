@@ -14,8 +14,12 @@ enum class BackendKind {
   // download, and every op checks that its pointers lie in this backend's buffers. The stand-in
   // for a GPU backend that proves the model keeps every tensor in backend memory.
   kReferenceDevice,
+  // NVIDIA GPUs (src/backends/cuda/): always in the enum; usable only in a build with
+  // -DDUET_CUDA=ON on a machine with a GPU and driver (Model::load says which is missing).
+  kCuda,
 };
-const char* backend_kind_name(BackendKind k);  // "cpu" | "reference" | "reference-device"
+// "cpu" | "reference" | "reference-device" | "cuda"
+const char* backend_kind_name(BackendKind k);
 Result<BackendKind> parse_backend_kind(const std::string& s);
 
 }  // namespace duet

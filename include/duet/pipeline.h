@@ -27,6 +27,8 @@
 
 namespace duet {
 
+struct LoadOptions;  // duet/model.h
+
 // What the pipeline needs to know about a model.
 struct DenoiserInfo {
   std::string name = "duet";                // config "name" (reported as "Model" in PNG metadata)
@@ -103,6 +105,9 @@ Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, in
 // Same at a compute precision (LoadOptions::precision; duet/precision.h).
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
                                                 Precision precision);
+// Same with every LoadOptions field (the backend: --backend of generate / bench / serve).
+Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
+                                                const LoadOptions& options);
 
 enum class RefineMode { kEvery, kSteps, kAll, kNone };
 

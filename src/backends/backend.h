@@ -1,8 +1,9 @@
 // duet::Backend — the narrow interface through which the model runs every op (like ggml's
-// backend). Two implementations:
+// backend). Implementations:
 //   * reference (src/backends/reference/): forwards to duet::ops (naive, single-threaded);
 //   * cpu       (src/backends/cpu/):       oneDNN matmul/conv with pre-packed weights, tiled
-//                                         attention, fused norms, FFTW high-pass, OpenMP.
+//                                         attention, fused norms, FFTW high-pass, OpenMP;
+//   * cuda      (src/backends/cuda/, -DDUET_CUDA=ON): cuBLASLt, cuFFT, own kernels (docs/gpu.md).
 // Weight-bearing ops are "prepared" once at model load (packing, primitive creation); the
 // prepared objects are immutable afterwards and may be shared by concurrent Contexts. Run-time
 // state that depends on the activation shape (oneDNN primitives per row count / image size) is
@@ -174,10 +175,16 @@ class Backend {
 };
 
 // Process-wide singletons (stateless apart from caches).
+// The backend of `k`, or why it cannot run here (kCuda: not compiled in, or no usable GPU).
+Result<const Backend*> find_backend(BackendKind k);
+// Precondition: find_backend(k) is ok (kCuda unavailable falls back to the reference backend).
 const Backend& get_backend(BackendKind k);
 const Backend& reference_backend();
 const Backend& reference_device_backend();
 const Backend& cpu_backend();
+#ifdef DUET_HAVE_CUDA
+const Backend& cuda_backend();  // src/backends/cuda/ (-DDUET_CUDA=ON); needs a usable GPU
+#endif
 
 // reference-device checks every pointer an op receives against its live buffers (and its
 // prepared ops' weights); a pointer outside them (host memory leaking across the boundary) is

@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "backends/gpu_devices.h"
 #include "duet/checkpoint.h"
 #include "duet/cpu_features.h"
 #include "duet/quantize.h"
@@ -331,7 +332,7 @@ Result<std::shared_ptr<const Model>> Model::build_from(const ModelConfig& cfg,
     m.int8_bf16_convs = m.int8_bf16_convs && cpu->bf16_compute;
     DUET_RETURN_IF_ERROR(cpu_precision_support(opts.precision, *cpu));
   }
-  m.be = &get_backend(opts.backend);
+  DUET_ASSIGN_OR_RETURN(m.be, find_backend(opts.backend));  // kCuda: built in, GPU present
   m.info.name = cfg.name;
   m.info.backend = m.be->name();
   m.precision = opts.precision;
@@ -373,6 +374,7 @@ Result<std::shared_ptr<const Model>> Model::build_from(const ModelConfig& cfg,
 }
 
 Result<std::shared_ptr<const Model>> Model::load(const std::string& dir, const LoadOptions& opts) {
+  if (opts.backend == BackendKind::kCuda) DUET_RETURN_IF_ERROR(cuda_backend_status());
   if (opts.backend == BackendKind::kCpu) {  // before the file: the CPU, not the file, is at fault
     DUET_ASSIGN_OR_RETURN(const CpuInfo* cpu, cpu_info());
     DUET_RETURN_IF_ERROR(cpu_precision_support(opts.precision, *cpu));

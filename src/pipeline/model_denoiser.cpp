@@ -142,9 +142,14 @@ Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, in
 
 Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
                                                 Precision precision) {
-  CpuLoadProbe probe;  // the load is the measurement window (cpu_load.h)
   LoadOptions lo;
   lo.precision = precision;
+  return load_denoiser(model_dir, threads, lo);
+}
+
+Result<std::unique_ptr<Denoiser>> load_denoiser(const std::string& model_dir, int threads,
+                                                const LoadOptions& lo) {
+  CpuLoadProbe probe;  // the load is the measurement window (cpu_load.h)
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(model_dir, lo));
   // this thread's team, before any oneDNN primitive is created (they are made on first use)
   omp_set_num_threads(probe.finish(threads).threads);

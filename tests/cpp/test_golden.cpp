@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/gpu_devices.h"
 #include "duet/model.h"
 #include "duet/safetensors.h"
 #include "ops/ops.h"
@@ -48,6 +49,8 @@ TEST_P(Golden, EveryIntermediateMatchesPyTorch) {
   const std::string dir = fixture_dir(gc.fixture);
   if (!std::filesystem::exists(dir + "/golden.safetensors"))
     GTEST_SKIP() << "fixture " << dir << " not present";
+  if (gc.backend == BackendKind::kCuda && !cuda_backend_status().is_ok())
+    GTEST_SKIP() << cuda_backend_status().message();  // a CUDA build on a machine without GPU
   LoadOptions lo;
   lo.backend = gc.backend;
   const Backend& be = get_backend(gc.backend);
@@ -148,7 +151,13 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Golden,
                                            GoldenCase{"awkward", BackendKind::kReference},
                                            GoldenCase{"awkward", BackendKind::kCpu},
                                            GoldenCase{"tiny-demo", BackendKind::kReferenceDevice},
-                                           GoldenCase{"awkward", BackendKind::kReferenceDevice}),
+                                           GoldenCase{"awkward", BackendKind::kReferenceDevice}
+#ifdef DUET_HAVE_CUDA
+                                           ,
+                                           GoldenCase{"tiny-demo", BackendKind::kCuda},
+                                           GoldenCase{"awkward", BackendKind::kCuda}
+#endif
+                                           ),
                          [](const ::testing::TestParamInfo<GoldenCase>& i) {
                            std::string n =
                                i.param.fixture + "_" + backend_kind_name(i.param.backend);

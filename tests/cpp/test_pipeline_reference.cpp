@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backends/backend.h"
+#include "backends/gpu_devices.h"
 #include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/safetensors.h"
@@ -79,6 +80,8 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
     GTEST_SKIP() << "fixture " << path << " missing (generate with python -m duet_ref.fixtures)";
   if (!std::filesystem::exists(kDir + "/model.safetensors"))
     GTEST_SKIP() << "tiny-demo model.safetensors missing";
+  if (GetParam().backend == BackendKind::kCuda && !cuda_backend_status().is_ok())
+    GTEST_SKIP() << cuda_backend_status().message();  // a CUDA build on a machine without GPU
   std::string error;
   reset_reference_device_violations();
   Denoiser* model = tiny_model(&error, GetParam().backend);
@@ -222,8 +225,13 @@ TEST(ReferenceModel, PipelineLoopAllocatesNothingOutsideTheModel) {
 
 INSTANTIATE_TEST_SUITE_P(TinyDemo, ReferenceSample, ::testing::ValuesIn([] {
                            std::vector<SampleCase> cases;
-                           for (BackendKind k : {BackendKind::kCpu, BackendKind::kReference,
-                                                 BackendKind::kReferenceDevice})
+                           std::vector<BackendKind> kinds = {BackendKind::kCpu,
+                                                             BackendKind::kReference,
+                                                             BackendKind::kReferenceDevice};
+#ifdef DUET_HAVE_CUDA
+                           kinds.push_back(BackendKind::kCuda);
+#endif
+                           for (BackendKind k : kinds)
                              for (const char* s :
                                   {"sample_ddim", "sample_dpmpp_2m", "sample_dpmpp_2m_norefine",
                                    "sample_dpmpp_2m_cfginterval"})

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "backend_option.h"
 #include "backends/backend.h"
 #include "bench/flops.h"
 #include "bench/peak.h"
@@ -53,6 +54,7 @@ using Clock = std::chrono::steady_clock;
 struct BenchArgs {
   std::string model, inputs, eps_out, precision, quality_model;
   std::string cfg_interval;  // generate: "LO,HI" (GenerateParams::cfg_sigma_lo / hi)
+  std::string backend = "cpu";
   int batch = 2, reps = 5, threads = 2, steps = 20, gen_reps = 3;
   bool json = false, no_gemm = false, no_quality = false;
   double peak_seconds = 0.3;
@@ -145,6 +147,8 @@ Status run_bench(const BenchArgs& a) {
   out["precision"] = precision_name(precision);
   LoadOptions lo;
   lo.precision = precision;
+  DUET_ASSIGN_OR_RETURN(lo.backend, cli::resolve_backend(a.backend));
+  out["backend"] = backend_kind_name(lo.backend);
   auto t_load = Clock::now();
   DUET_ASSIGN_OR_RETURN(std::shared_ptr<const Model> model, Model::load(a.model, lo));
   out["load_ms"] = ms_since(t_load);
@@ -330,8 +334,7 @@ Status run_bench(const BenchArgs& a) {
   // ---- full generate ----
   if (a.steps > 0 && a.gen_reps > 0) {
     ctx.reset();
-    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den,
-                          load_denoiser(a.model, threads, precision));
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den, load_denoiser(a.model, threads, lo));
     GenerateParams gp;
     gp.n = static_cast<int>(std::max<int64_t>(1, B / 2));
     gp.prompts = {prompt};
@@ -378,8 +381,11 @@ Status run_bench(const BenchArgs& a) {
     stats.push_back(g);
     if (precision != Precision::kF32 && !a.no_quality) {
       den.reset();
-      DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den32,
-                            load_denoiser(ref_dir, threads, Precision::kF32));
+      DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den32, load_denoiser(ref_dir, threads, [&] {
+                              LoadOptions l32 = lo;
+                              l32.precision = Precision::kF32;
+                              return l32;
+                            }()));
       DUET_ASSIGN_OR_RETURN(GenerateResult ref, generate(*den32, gp));
       quality["image_psnr_db"] = image_psnr(last.images, ref.images);
       quality["image_seed"] = gp.seed;
@@ -473,6 +479,7 @@ duet::cli::CommandRegistrar registrar(
       sub.add_flag("--no-gemm", a->no_gemm, "skip the isolated backbone GEMM timings");
       sub.add_flag("--json", a->json, "print JSON instead of a table");
       cli::add_precision_option(sub, &a->precision);
+      cli::add_backend_option(sub, &a->backend);
       sub.add_flag("--no-quality", a->no_quality,
                    "skip the quality guard (eps rel-L2 and image PSNR vs fp32)");
       sub.add_option("--quality-model", a->quality_model,

@@ -1,7 +1,7 @@
 // duet forward — one model evaluation (the C++ twin of `python -m duet_ref.forward`).
 //
 //   duet forward --model DIR --prompt TEXT --x X.safetensors --t 537.25 [--refine]
-//                --out OUT.safetensors [--threads N] [--backend cpu|reference|reference-device]
+//                --out OUT.safetensors [--threads N] [--backend cpu|reference|reference-device|cuda]
 //
 // Reads tensor `x` [B, C, H, W] (F32/F16/BF16, computed in F32), repeats the prompt B times,
 // broadcasts t to [B] (float32) and writes F32 eps_s, r, eps_d [B, C, H, W], alpha [B], eps
@@ -94,8 +94,8 @@ duet::cli::CommandRegistrar registrar(
           ->check(CLI::NonNegativeNumber);
       sub.add_option("--backend", a->backend,
                      "cpu | reference | reference-device (the reference ops behind a checked "
-                     "device-style memory boundary)")
-          ->check(CLI::IsMember({"cpu", "reference", "reference-device"}));
+                     "device-style memory boundary) | cuda (-DDUET_CUDA=ON build, NVIDIA GPU)")
+          ->check(CLI::IsMember({"cpu", "reference", "reference-device", "cuda"}));
       cli::add_precision_option(sub, &a->precision);
       return [a]() {
         Status st = run_forward(*a);

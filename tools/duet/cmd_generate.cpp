@@ -13,8 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "backend_option.h"
 #include "command.h"
 #include "diffusion/sampler.h"
+#include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/png.h"
 #include "precision_option.h"
@@ -50,7 +52,8 @@ struct Options {
   bool quiet = false;
   bool json = false;
   int threads = 0;
-  std::string precision;  // --precision (empty: the checkpoint's, else f32)
+  std::string precision;        // --precision (empty: the checkpoint's, else f32)
+  std::string backend = "cpu";  // --backend
   int bit_depth = 8;
 };
 
@@ -205,7 +208,12 @@ int run_generate(Options o) {
   const auto t_load = Clock::now();
   auto precision = cli::resolve_precision(o.precision, o.model);
   if (!precision) return fail(precision.status().message(), 2);
-  auto loaded = load_denoiser(o.model, o.threads, *precision);
+  auto kind = cli::resolve_backend(o.backend);
+  if (!kind) return fail(kind.status().message(), 2);
+  LoadOptions lo;
+  lo.precision = *precision;
+  lo.backend = *kind;
+  auto loaded = load_denoiser(o.model, o.threads, lo);
   if (!loaded) return fail(loaded.status().message());
   Denoiser& model = **loaded;
   model.set_memory_limit(static_cast<int64_t>(o.max_memory_mb * 1048576.0));
@@ -381,6 +389,7 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--threads", o->threads,
                      "CPU threads (0 = the CPUs other processes leave free: duet info)");
       cli::add_precision_option(sub, &o->precision);
+      cli::add_backend_option(sub, &o->backend);
       return [o]() { return run_generate(*o); };
     });
 

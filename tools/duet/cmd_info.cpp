@@ -1,11 +1,13 @@
 // duet info [--json] [--no-peak] [--threads N]
 // What this machine offers duet: the CPU (vendor, model, instruction sets in hardware and after
 // DUET_MAX_ISA), what oneDNN and Highway dispatch to, which precisions run here (and why not),
-// what `--precision auto` picks, and the measured FP32 FMA peak.
+// what `--precision auto` picks, the measured FP32 FMA peak, and the GPUs the cuda backend sees
+// (name, SMs, memory, compute capability; "none" with the reason, e.g. a build without CUDA).
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "backends/gpu_devices.h"
 #include "bench/peak.h"
 #include "command.h"
 #include "duet/cpu_features.h"
@@ -46,6 +48,22 @@ int run_info(bool json, bool no_peak, int threads) {
                      {"gflops_all_threads", pk.gflops_nt},
                      {"threads", pk.threads}};
   }
+  const duet::GpuReport gpus = duet::cuda_devices();
+  nlohmann::ordered_json gj = {{"cuda_built", gpus.compiled},
+                               {"runtime", gpus.runtime},
+                               {"driver", gpus.driver},
+                               {"devices", nlohmann::ordered_json::array()}};
+  for (const duet::GpuDevice& d : gpus.devices)
+    gj["devices"].push_back(
+        {{"index", d.index},
+         {"name", d.name},
+         {"sms", d.sms},
+         {"memory_bytes", d.memory_bytes},
+         {"compute_capability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)},
+         {"clock_mhz", d.clock_mhz},
+         {"memory_clock_mhz", d.memory_clock_mhz}});
+  if (gpus.devices.empty()) gj["none"] = gpus.why_none;
+  j["gpus"] = gj;
   if (json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -68,11 +86,18 @@ int run_info(bool json, bool no_peak, int threads) {
                 j["fma_peak"]["gflops_1_thread"].get<double>(),
                 j["fma_peak"]["gflops_all_threads"].get<double>(), threads,
                 j["fma_peak"]["isa"].get<std::string>().c_str());
+  if (gpus.devices.empty()) std::printf("gpu        none: %s\n", gpus.why_none.c_str());
+  for (const duet::GpuDevice& d : gpus.devices)
+    std::printf(
+        "gpu %-6d %s, %d SMs, %.1f GiB, compute capability %d.%d, %d MHz (CUDA runtime "
+        "%s, driver %s)\n",
+        d.index, d.name.c_str(), d.sms, static_cast<double>(d.memory_bytes) / (1 << 30), d.cc_major,
+        d.cc_minor, d.clock_mhz, gpus.runtime.c_str(), gpus.driver.c_str());
   return 0;
 }
 
 duet::cli::CommandRegistrar registrar(
-    "info", "What this machine offers: CPU, instruction sets, dispatch, precisions, FMA peak",
+    "info", "What this machine offers: CPU, instruction sets, dispatch, precisions, FMA peak, GPUs",
     [](CLI::App& sub) -> std::function<int()> {
       auto json = std::make_shared<bool>(false);
       auto no_peak = std::make_shared<bool>(false);

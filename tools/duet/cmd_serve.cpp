@@ -13,8 +13,10 @@
 #include <string>
 #include <thread>
 
+#include "backend_option.h"
 #include "command.h"
 #include "duet/config.h"
+#include "duet/model.h"
 #include "duet/pipeline.h"
 #include "duet/serve.h"
 #include "precision_option.h"
@@ -28,7 +30,8 @@ struct ServeArgs {
   duet::ServeOptions opts;
   std::string api_key_file;
   int threads = 0;
-  std::string precision;  // --precision (empty: the checkpoint's, else f32)
+  std::string precision;        // --precision (empty: the checkpoint's, else f32)
+  std::string backend = "cpu";  // --backend
   double drain_timeout_s = 30;
   double prompt_cache_mb = 64;
   double max_memory_mb = 0;  // --max-memory (0 = no cap)
@@ -87,8 +90,16 @@ int run_serve(const ServeArgs& a) {
     // cores, and libgomp then stops spinning between parallel regions (throttled spin): every
     // region's wake-up became a futex call, and a 10-step demo request took 65 ms on 2 threads
     // instead of 23 ms (37 ms on 1 thread).
+    auto kind = duet::cli::resolve_backend(a.backend);
+    if (!kind) {
+      std::fprintf(stderr, "duet serve: %s\n", kind.status().to_string().c_str());
+      return 1;
+    }
+    duet::LoadOptions lo;
+    lo.precision = *precision;
+    lo.backend = *kind;
     duet::Result<std::unique_ptr<duet::Denoiser>> model(duet::internal_error("not loaded"));
-    std::thread([&] { model = duet::load_denoiser(a.model, a.threads, *precision); }).join();
+    std::thread([&] { model = duet::load_denoiser(a.model, a.threads, lo); }).join();
     if (!model) {
       std::fprintf(stderr, "duet serve: %s\n", model.status().to_string().c_str());
       return 1;
@@ -153,6 +164,7 @@ static duet::cli::CommandRegistrar registrar(
                      "model compute threads (0 = the CPUs other processes leave free at start-up)")
           ->capture_default_str();
       duet::cli::add_precision_option(sub, &a->precision);
+      duet::cli::add_backend_option(sub, &a->backend);
       sub.add_option("--http-threads", a->opts.http_threads, "HTTP worker threads")
           ->capture_default_str()
           ->check(CLI::Range(1, 4096));
