@@ -79,6 +79,15 @@ def report(d):
                      f"{fmt(ratio(tm, dm), '{:.2f}×')} | {fmt(ratio(om, dm), '{:.2f}×')} |")
     lines.append("")
     if duet:
+        c = duet.get("cpu")
+        if c:
+            lines.append(f"* CPU: {c['vendor']} {c['model_name']} (family {c['family']} model {c['model']}), "
+                         f"{c['logical_cpus']} logical CPUs, {c['usable']['summary']}; duet dispatch: oneDNN "
+                         f"{c['onednn_isa']}, Highway {c['highway_target']}, ISA cap {c['isa_cap']}.")
+            if c["isa_cap"] not in ("all", ""):
+                lines.append(f"* The ISA cap applies to duet and to PyTorch (OPENBLAS_CORETYPE, ONEDNN_MAX_CPU_ISA, "
+                             f"scripts/cpu-env.sh) but not to ONNX Runtime: its MLAS kernels dispatch on CPUID "
+                             f"and cannot be capped, so ORT ran with this CPU's full ISA.")
         pk = duet["fma_peak"]
         lines.append(f"* FMA peak ({pk['isa']}): {pk['gflops_1t']:.1f} GFLOP/s on 1 thread, "
                      f"{pk['gflops_nt']:.1f} GFLOP/s on {pk['threads']} threads.")

@@ -6,7 +6,9 @@
 # Zen OpenBLAS detects the core by itself, so the variable is exported ONLY on a GenuineIntel CPU
 # with avx512f, avx512bw, avx512vl and avx512dq. A value the caller already set (even empty) is kept,
 # except an AVX-512 core type (SKYLAKEX, COOPERLAKE, SAPPHIRERAPIDS) on a CPU without AVX-512: that
-# one is removed (it would SIGILL).
+# one is removed (it would SIGILL). With DUET_MAX_ISA=avx2 on an AVX-512 CPU (the AVX2 paths tested
+# or benchmarked there) the peers are capped too: OPENBLAS_CORETYPE=HASWELL and ONEDNN_MAX_CPU_ISA /
+# DNNL_MAX_CPU_ISA=AVX2 (unless set).
 #
 # Also sets (not exported) CPU_ENV_AVX512=1 when the CPU has AVX-512 F/BW/VL/DQ (the level at which
 # oneDNN's avx512_core and Highway's AVX3 targets dispatch), else 0.
@@ -23,6 +25,7 @@ cpu_env_decide() {
     case "$flags" in *" $f "*) ;; *) missing="$missing $f" ;; esac
   done
   if [ -z "$missing" ]; then CPU_ENV_AVX512=1; else CPU_ENV_AVX512=0; fi
+  case "${DUET_MAX_ISA:-}" in avx2 | AVX2) CPU_ENV_CAP_AVX2=1 ;; *) CPU_ENV_CAP_AVX2=0 ;; esac
 
   if [ -n "${OPENBLAS_CORETYPE+set}" ] && [ "$CPU_ENV_AVX512" = 0 ] &&
     case "$OPENBLAS_CORETYPE" in
@@ -34,6 +37,12 @@ cpu_env_decide() {
     unset OPENBLAS_CORETYPE
   elif [ -n "${OPENBLAS_CORETYPE+set}" ]; then
     echo "cpu-env: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(empty)} kept (set by the caller)" >&2
+  elif [ "$CPU_ENV_AVX512" = 1 ] && [ "${CPU_ENV_CAP_AVX2:-0}" = 1 ]; then
+    # duet capped to AVX2 (DUET_MAX_ISA=avx2) on an AVX-512 CPU: cap the peers the same way, so
+    # that a comparison stays AVX2 against AVX2 (ONNX Runtime's MLAS cannot be capped).
+    export OPENBLAS_CORETYPE=HASWELL
+    export ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} DNNL_MAX_CPU_ISA=${DNNL_MAX_CPU_ISA:-AVX2}
+    echo "cpu-env: OPENBLAS_CORETYPE=HASWELL, ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA (DUET_MAX_ISA=$DUET_MAX_ISA caps this AVX-512 CPU to AVX2)" >&2
   elif [ -z "$vendor" ]; then
     echo "cpu-env: OPENBLAS_CORETYPE not set (no /proc/cpuinfo vendor: OpenBLAS detects the core)" >&2
   elif [ "$vendor" = GenuineIntel ] && [ "$CPU_ENV_AVX512" = 1 ]; then

@@ -15,11 +15,11 @@ cpu GenuineIntel "${avx2} avx512f" intel512f   # F alone is not enough
 cpu AuthenticAMD "$avx2" zen3
 cpu AuthenticAMD "$avx512" zen4
 fails=0
-# expect NAME FILE PRESET WANT_CORETYPE WANT_AVX512   (PRESET/WANT "-" = unset)
+# expect NAME FILE PRESET WANT_CORETYPE WANT_AVX512   (PRESET/WANT "-" = unset; CAP=avx2 caps)
 expect() {
   local got preset=()
   [ "$3" = - ] || preset=("OPENBLAS_CORETYPE=$3")
-  got=$(env -u OPENBLAS_CORETYPE "${preset[@]}" CPU_ENV_CPUINFO="$tmp/$2" bash -c \
+  got=$(env -u OPENBLAS_CORETYPE -u DUET_MAX_ISA "${preset[@]}" ${CAP:+DUET_MAX_ISA=$CAP} CPU_ENV_CPUINFO="$tmp/$2" bash -c \
     '. scripts/cpu-env.sh 2>/dev/null; echo "${OPENBLAS_CORETYPE-"-"} $CPU_ENV_AVX512"')
   if [ "$got" = "$4 $5" ]; then echo "ok   $1: $got"
   else echo "FAIL $1: got '$got', want '$4 $5'"; fails=$((fails + 1)); fi
@@ -36,6 +36,14 @@ expect "caller's SKYLAKEX, Zen 3"  zen3      SKYLAKEX  -        0
 expect "caller's SKYLAKEX kept"    intel512  SKYLAKEX  SKYLAKEX 1
 expect "no cpuinfo, SKYLAKEX"      missing   SKYLAKEX  -        0
 expect "no cpuinfo"               missing   -         -        0
+CAP=avx2 expect "Intel AVX-512 capped to AVX2" intel512 - HASWELL 1
+CAP=avx2 expect "AMD Zen 4 capped to AVX2"     zen4     - HASWELL 1
+CAP=avx2 expect "AVX2 CPU, cap changes nothing" intel2  - -       0
+CAP=avx2 expect "cap keeps the caller's value"  intel512 SKYLAKEX SKYLAKEX 1
+got=$(env -u ONEDNN_MAX_CPU_ISA DUET_MAX_ISA=avx2 CPU_ENV_CPUINFO="$tmp/intel512" bash -c \
+  '. scripts/cpu-env.sh 2>/dev/null; echo "${ONEDNN_MAX_CPU_ISA-"-"}"')
+if [ "$got" = AVX2 ]; then echo "ok   cap exports ONEDNN_MAX_CPU_ISA=AVX2"
+else echo "FAIL cap: ONEDNN_MAX_CPU_ISA '$got', want AVX2"; fails=$((fails + 1)); fi
 # The decision line goes to stderr, stdout stays clean.
 out=$(CPU_ENV_CPUINFO="$tmp/zen3" bash -c '. scripts/cpu-env.sh' 2>/dev/null)
 [ -z "$out" ] || { echo "FAIL: cpu-env.sh wrote to stdout: $out"; fails=$((fails + 1)); }

@@ -39,7 +39,7 @@ expect_one_line() {
 }
 
 expect_one_line "generate --backend cuda" "$DUET" generate --model "$MODEL" --prompt "a shirt" \
-  --steps 2 --out "$W/x.png" --backend cuda
+  --steps 2 -o "$W/x.png" --backend cuda
 expect_one_line "bench --backend cuda" "$DUET" bench --model "$MODEL" --backend cuda --reps 1 \
   --steps 0 --no-gemm
 expect_one_line "serve --backend cuda" timeout 20 "$DUET" serve --model "$MODEL" --backend cuda \
@@ -58,7 +58,7 @@ else
   echo "FAIL duet info exited != 0:"; cat "$W/info"; fail=1
 fi
 # the plain CPU path of the same binary still works
-if "$DUET" generate --model "$MODEL" --prompt "a shirt" --steps 2 --out "$W/cpu.png" >/dev/null 2>&1 \
+if "$DUET" generate --model "$MODEL" --prompt "a shirt" --steps 2 -o "$W/cpu.png" >/dev/null 2>&1 \
    && [ -s "$W/cpu.png" ]; then
   echo "ok   generate --backend cpu in the CUDA build"
 else
