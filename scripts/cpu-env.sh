@@ -41,8 +41,7 @@ cpu_env_decide() {
     # duet capped to AVX2 (DUET_MAX_ISA=avx2) on an AVX-512 CPU: cap the peers the same way, so
     # that a comparison stays AVX2 against AVX2 (ONNX Runtime's MLAS cannot be capped).
     export OPENBLAS_CORETYPE=HASWELL
-    export ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} DNNL_MAX_CPU_ISA=${DNNL_MAX_CPU_ISA:-AVX2}
-    echo "cpu-env: OPENBLAS_CORETYPE=HASWELL, ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA (DUET_MAX_ISA=$DUET_MAX_ISA caps this AVX-512 CPU to AVX2)" >&2
+    echo "cpu-env: OPENBLAS_CORETYPE=HASWELL (DUET_MAX_ISA=$DUET_MAX_ISA caps this AVX-512 CPU to AVX2)" >&2
   elif [ -z "$vendor" ]; then
     echo "cpu-env: OPENBLAS_CORETYPE not set (no /proc/cpuinfo vendor: OpenBLAS detects the core)" >&2
   elif [ "$vendor" = GenuineIntel ] && [ "$CPU_ENV_AVX512" = 1 ]; then
@@ -56,3 +55,6 @@ cpu_env_decide() {
 }
 cpu_env_decide
 unset -f cpu_env_decide
+if [ "$CPU_ENV_CAP_AVX2" = 1 ]; then  # oneDNN inside the peers (PyTorch) capped like duet's
+  export ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} DNNL_MAX_CPU_ISA=${DNNL_MAX_CPU_ISA:-AVX2}
+fi

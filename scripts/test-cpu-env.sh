@@ -40,10 +40,18 @@ CAP=avx2 expect "Intel AVX-512 capped to AVX2" intel512 - HASWELL 1
 CAP=avx2 expect "AMD Zen 4 capped to AVX2"     zen4     - HASWELL 1
 CAP=avx2 expect "AVX2 CPU, cap changes nothing" intel2  - -       0
 CAP=avx2 expect "cap keeps the caller's value"  intel512 SKYLAKEX SKYLAKEX 1
-got=$(env -u ONEDNN_MAX_CPU_ISA DUET_MAX_ISA=avx2 CPU_ENV_CPUINFO="$tmp/intel512" bash -c \
+got=$(env -u ONEDNN_MAX_CPU_ISA -u OPENBLAS_CORETYPE DUET_MAX_ISA=avx2 CPU_ENV_CPUINFO="$tmp/intel512" bash -c \
   '. scripts/cpu-env.sh 2>/dev/null; echo "${ONEDNN_MAX_CPU_ISA-"-"}"')
 if [ "$got" = AVX2 ]; then echo "ok   cap exports ONEDNN_MAX_CPU_ISA=AVX2"
 else echo "FAIL cap: ONEDNN_MAX_CPU_ISA '$got', want AVX2"; fails=$((fails + 1)); fi
+got=$(env -u ONEDNN_MAX_CPU_ISA OPENBLAS_CORETYPE=SKYLAKEX DUET_MAX_ISA=avx2 CPU_ENV_CPUINFO="$tmp/intel512" \
+  bash -c '. scripts/cpu-env.sh 2>/dev/null; echo "${ONEDNN_MAX_CPU_ISA-"-"}"')
+if [ "$got" = AVX2 ]; then echo "ok   cap exports ONEDNN_MAX_CPU_ISA=AVX2 with a caller's OPENBLAS_CORETYPE"
+else echo "FAIL cap with a caller's core type: ONEDNN_MAX_CPU_ISA '$got', want AVX2"; fails=$((fails + 1)); fi
+got=$(env -u ONEDNN_MAX_CPU_ISA -u DUET_MAX_ISA CPU_ENV_CPUINFO="$tmp/intel512" \
+  bash -c '. scripts/cpu-env.sh 2>/dev/null; echo "${ONEDNN_MAX_CPU_ISA-"-"}"')
+if [ "$got" = - ]; then echo "ok   no cap, no ONEDNN_MAX_CPU_ISA"
+else echo "FAIL no cap but ONEDNN_MAX_CPU_ISA '$got'"; fails=$((fails + 1)); fi
 # The decision line goes to stderr, stdout stays clean.
 out=$(CPU_ENV_CPUINFO="$tmp/zen3" bash -c '. scripts/cpu-env.sh' 2>/dev/null)
 [ -z "$out" ] || { echo "FAIL: cpu-env.sh wrote to stdout: $out"; fails=$((fails + 1)); }
