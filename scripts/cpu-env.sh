@@ -8,7 +8,7 @@
 # except an AVX-512 core type (SKYLAKEX, COOPERLAKE, SAPPHIRERAPIDS) on a CPU without AVX-512: that
 # one is removed (it would SIGILL). With DUET_MAX_ISA=avx2 on an AVX-512 CPU (the AVX2 paths tested
 # or benchmarked there) the peers are capped too: OPENBLAS_CORETYPE=HASWELL and ONEDNN_MAX_CPU_ISA /
-# DNNL_MAX_CPU_ISA=AVX2 (unless set).
+# DNNL_MAX_CPU_ISA=AVX2 (unless set), and a caller's AVX-512 core type is replaced by HASWELL.
 #
 # Also sets (not exported) CPU_ENV_AVX512=1 when the CPU has AVX-512 F/BW/VL/DQ (the level at which
 # oneDNN's avx512_core and Highway's AVX3 targets dispatch), else 0.
@@ -27,24 +27,35 @@ cpu_env_decide() {
   if [ -z "$missing" ]; then CPU_ENV_AVX512=1; else CPU_ENV_AVX512=0; fi
   case "${DUET_MAX_ISA:-}" in avx2 | AVX2) CPU_ENV_CAP_AVX2=1 ;; *) CPU_ENV_CAP_AVX2=0 ;; esac
 
-  if [ -n "${OPENBLAS_CORETYPE+set}" ] && [ "$CPU_ENV_AVX512" = 0 ] &&
+  # AVX-512 core types are allowed only where AVX-512 is both present and not capped away.
+  local use512=0
+  [ "$CPU_ENV_AVX512" = 1 ] && [ "$CPU_ENV_CAP_AVX2" = 0 ] && use512=1
+
+  if [ -n "${OPENBLAS_CORETYPE+set}" ] && [ "$use512" = 0 ] &&
     case "$OPENBLAS_CORETYPE" in
       SKYLAKEX | COOPERLAKE | SAPPHIRERAPIDS | skylakex | cooperlake | sapphirerapids) true ;;
       *) false ;;
     esac; then
-    # An AVX-512 core type on a CPU without AVX-512 kills PyTorch with SIGILL: never keep it.
-    echo "cpu-env: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE removed (this CPU lacks${missing}; its kernels would die with SIGILL)" >&2
-    unset OPENBLAS_CORETYPE
+    if [ "$CPU_ENV_AVX512" = 0 ]; then
+      # An AVX-512 core type on a CPU without AVX-512 kills PyTorch with SIGILL: never keep it.
+      echo "cpu-env: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE removed (this CPU lacks${missing}; its kernels would die with SIGILL)" >&2
+      unset OPENBLAS_CORETYPE
+    else
+      # Capped to AVX2 (DUET_MAX_ISA=avx2): the peers must not run AVX-512 kernels either.
+      echo "cpu-env: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE replaced by HASWELL (DUET_MAX_ISA=$DUET_MAX_ISA caps this CPU to AVX2)" >&2
+      export OPENBLAS_CORETYPE=HASWELL
+    fi
   elif [ -n "${OPENBLAS_CORETYPE+set}" ]; then
     echo "cpu-env: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(empty)} kept (set by the caller)" >&2
-  elif [ "$CPU_ENV_AVX512" = 1 ] && [ "${CPU_ENV_CAP_AVX2:-0}" = 1 ]; then
+  elif [ "$CPU_ENV_AVX512" = 1 ] && [ "$CPU_ENV_CAP_AVX2" = 1 ]; then
     # duet capped to AVX2 (DUET_MAX_ISA=avx2) on an AVX-512 CPU: cap the peers the same way, so
     # that a comparison stays AVX2 against AVX2 (ONNX Runtime's MLAS cannot be capped).
     export OPENBLAS_CORETYPE=HASWELL
     echo "cpu-env: OPENBLAS_CORETYPE=HASWELL (DUET_MAX_ISA=$DUET_MAX_ISA caps this AVX-512 CPU to AVX2)" >&2
   elif [ -z "$vendor" ]; then
     echo "cpu-env: OPENBLAS_CORETYPE not set (no /proc/cpuinfo vendor: OpenBLAS detects the core)" >&2
-  elif [ "$vendor" = GenuineIntel ] && [ "$CPU_ENV_AVX512" = 1 ]; then
+  elif [ "$vendor" = GenuineIntel ] && [ "$use512" = 1 ]; then
+    # use512 = avx512f, avx512bw, avx512vl and avx512dq all in /proc/cpuinfo's flags, no cap
     export OPENBLAS_CORETYPE=SKYLAKEX
     echo "cpu-env: OPENBLAS_CORETYPE=SKYLAKEX (Intel CPU with AVX-512F/BW/VL/DQ, which Debian's OpenBLAS mis-detects)" >&2
   elif [ "$CPU_ENV_AVX512" = 0 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: install, build, C++ unit + golden tests, the kernel/precision/golden tests again with
-# the ISA capped to AVX2, the CUDA variant built and host-tested (no GPU needed), ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
+# the ISA capped to AVX2, the CUDA variant built and its no-GPU errors checked (no GPU needed), ASan/UBSan, fuzzers, web UI, real API clients, python tests (the reference
 # and the duet package), and the README's main command + Python example in a fresh minimal Debian
 # 12 root. Prints each stage's time at the end.
 #   SKIP_FRESH_ROOT=1 scripts/run-tests.sh   # local runs without root/network (CI never sets it)

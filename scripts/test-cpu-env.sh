@@ -39,7 +39,9 @@ expect "no cpuinfo"               missing   -         -        0
 CAP=avx2 expect "Intel AVX-512 capped to AVX2" intel512 - HASWELL 1
 CAP=avx2 expect "AMD Zen 4 capped to AVX2"     zen4     - HASWELL 1
 CAP=avx2 expect "AVX2 CPU, cap changes nothing" intel2  - -       0
-CAP=avx2 expect "cap keeps the caller's value"  intel512 SKYLAKEX SKYLAKEX 1
+CAP=avx2 expect "cap replaces caller's SKYLAKEX" intel512 SKYLAKEX HASWELL 1
+CAP=avx2 expect "cap keeps caller's HASWELL"    intel512 HASWELL  HASWELL 1
+CAP=avx2 expect "cap, AVX2 CPU, SKYLAKEX"       intel2   SKYLAKEX -       0
 got=$(env -u ONEDNN_MAX_CPU_ISA -u OPENBLAS_CORETYPE DUET_MAX_ISA=avx2 CPU_ENV_CPUINFO="$tmp/intel512" bash -c \
   '. scripts/cpu-env.sh 2>/dev/null; echo "${ONEDNN_MAX_CPU_ISA-"-"}"')
 if [ "$got" = AVX2 ]; then echo "ok   cap exports ONEDNN_MAX_CPU_ISA=AVX2"
