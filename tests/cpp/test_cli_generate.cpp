@@ -66,6 +66,7 @@ TEST(CliGenerate, BadArgumentsGiveOneLineErrors) {
       {"-p hi --cfg-scale 1 --cfg-interval 0.3,5" + out, "a cfg interval needs guidance"},
       {"-p hi --strength 1.5 --init-image x.png" + out, "--strength must be in [0, 1]"},
       {"-p a -p b -p c -n 2" + out, "3 prompts for n = 2"},
+      {"-p hi --backend gpu" + out, "unknown backend 'gpu'"},
   };
   for (const auto& c : cases) {
     const CommandResult r = duet(gen(c.args));

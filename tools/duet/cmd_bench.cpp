@@ -381,11 +381,9 @@ Status run_bench(const BenchArgs& a) {
     stats.push_back(g);
     if (precision != Precision::kF32 && !a.no_quality) {
       den.reset();
-      DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den32, load_denoiser(ref_dir, threads, [&] {
-                              LoadOptions l32 = lo;
-                              l32.precision = Precision::kF32;
-                              return l32;
-                            }()));
+      LoadOptions l32 = lo;  // same backend, fp32
+      l32.precision = Precision::kF32;
+      DUET_ASSIGN_OR_RETURN(std::unique_ptr<Denoiser> den32, load_denoiser(ref_dir, threads, l32));
       DUET_ASSIGN_OR_RETURN(GenerateResult ref, generate(*den32, gp));
       quality["image_psnr_db"] = image_psnr(last.images, ref.images);
       quality["image_seed"] = gp.seed;

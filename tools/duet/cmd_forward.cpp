@@ -1,7 +1,8 @@
 // duet forward — one model evaluation (the C++ twin of `python -m duet_ref.forward`).
 //
 //   duet forward --model DIR --prompt TEXT --x X.safetensors --t 537.25 [--refine]
-//                --out OUT.safetensors [--threads N] [--backend cpu|reference|reference-device|cuda]
+//                --out OUT.safetensors [--threads N] [--backend
+//                cpu|reference|reference-device|cuda]
 //
 // Reads tensor `x` [B, C, H, W] (F32/F16/BF16, computed in F32), repeats the prompt B times,
 // broadcasts t to [B] (float32) and writes F32 eps_s, r, eps_d [B, C, H, W], alpha [B], eps
@@ -14,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "backend_option.h"
 #include "command.h"
 #include "duet/model.h"
 #include "duet/safetensors.h"
@@ -33,7 +35,7 @@ struct ForwardArgs {
 
 Status run_forward(const ForwardArgs& a) {
   if (a.threads > 0) omp_set_num_threads(a.threads);
-  DUET_ASSIGN_OR_RETURN(BackendKind kind, parse_backend_kind(a.backend));
+  DUET_ASSIGN_OR_RETURN(BackendKind kind, cli::resolve_backend(a.backend));
   LoadOptions lo;
   lo.backend = kind;
   DUET_ASSIGN_OR_RETURN(lo.precision, cli::resolve_precision(a.precision, a.model));
@@ -92,10 +94,7 @@ duet::cli::CommandRegistrar registrar(
       sub.add_option("--out", a->out, "output .safetensors")->required();
       sub.add_option("--threads", a->threads, "OpenMP threads (0 = default)")
           ->check(CLI::NonNegativeNumber);
-      sub.add_option("--backend", a->backend,
-                     "cpu | reference | reference-device (the reference ops behind a checked "
-                     "device-style memory boundary) | cuda (-DDUET_CUDA=ON build, NVIDIA GPU)")
-          ->check(CLI::IsMember({"cpu", "reference", "reference-device", "cuda"}));
+      cli::add_backend_option(sub, &a->backend);
       cli::add_precision_option(sub, &a->precision);
       return [a]() {
         Status st = run_forward(*a);
