@@ -3,17 +3,20 @@
 #include <cstring>
 
 #include "backends/backend.h"
+#include "backends/host_block_cache.h"
 
 namespace duet {
 
 Result<std::shared_ptr<BackendBuffer>> Backend::alloc(size_t bytes) const {
-  const size_t n = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, n > 0 ? n : 64);
+  // Freed blocks are kept by size for the next alloc (host_block_cache.h: warm pages instead of
+  // fresh page faults on every prompt encode).
+  HostBlockCache& cache = HostBlockCache::process();
+  void* p = cache.take(bytes);
   if (!p)
     return resource_exhausted(std::string(name()) + " backend: cannot allocate " +
                               std::to_string(bytes) + " bytes");
-  std::memset(p, 0, n > 0 ? n : 64);
-  return std::make_shared<BackendBuffer>(*this, p, bytes, [](void* q) { std::free(q); });
+  return std::make_shared<BackendBuffer>(*this, p, bytes,
+                                         [&cache, bytes](void* q) { cache.give(q, bytes); });
 }
 
 void Backend::upload(void* dst, const void* host_src, size_t bytes) const {
