@@ -50,6 +50,13 @@ struct BackboneConfig {
   int64_t depth = 6;
   int64_t heads = 6;
   int64_t mlp_ratio = 4;
+  // Self-attention kind of each block, "softmax" | "slab_linear" (docs/model.md); config.json
+  // holds one name for every block or a list of depth names. Empty (the default) = all softmax.
+  std::vector<std::string> attention;
+  int64_t slab_kernel = 5;  // odd: the depth-wise conv on V of slab_linear blocks
+  bool slab(int64_t block) const {
+    return !attention.empty() && attention[static_cast<size_t>(block)] == "slab_linear";
+  }
 };
 
 struct CarafeConfig {

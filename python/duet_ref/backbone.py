@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .layers import Attention, Mlp, pos_embed_2d, silu
+from .slab_attention import SlabAttention
 
 
 def modulate(x, shift, scale):
@@ -16,11 +17,18 @@ def ln_plain(x):  # LayerNorm without affine, eps 1e-6
     return F.layer_norm(x, x.shape[-1:], eps=1e-6)
 
 
+def block_attention(b) -> list:
+    """backbone.attention: one kind for every block, or a list with one kind per block."""
+    a = b["attention"]
+    return list(a) if isinstance(a, list) else [a] * b["depth"]
+
+
 class DiTBlock(nn.Module):
-    def __init__(self, dim, heads, ratio, text_dim):
+    def __init__(self, dim, heads, ratio, text_dim, attention="softmax", slab_kernel=5):
         super().__init__()
         self.ada = nn.Linear(dim, 6 * dim)
-        self.attn = Attention(dim, heads)
+        self.kind = attention
+        self.attn = SlabAttention(dim, heads, slab_kernel) if attention == "slab_linear" else Attention(dim, heads)
         self.ln_c = nn.LayerNorm(dim, eps=1e-6)
         self.cross = Attention(dim, heads, kv_dim=text_dim)
         self.sem_gate = nn.Linear(text_dim, dim)
@@ -28,10 +36,12 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.ada.weight)
         nn.init.zeros_(self.ada.bias)
 
-    def forward(self, x, c, kv, key_mask, sem):
-        """x [B, N, D]; c [B, D]; kv = (k, v) [B, L, D]; key_mask [B, L]; sem = sigmoid(G(p)) [B, D]."""
+    def forward(self, x, c, kv, key_mask, sem, grid):
+        """x [B, N, D]; c [B, D]; kv = (k, v) [B, L, D]; key_mask [B, L]; sem = sigmoid(G(p)) [B, D];
+        grid = (gh, gw), N = gh*gw."""
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(silu(c)).chunk(6, dim=-1)
-        x = x + g1[:, None] * self.attn(modulate(ln_plain(x), sh1, sc1))
+        xm = modulate(ln_plain(x), sh1, sc1)
+        x = x + g1[:, None] * (self.attn(xm, grid) if self.kind == "slab_linear" else self.attn(xm))
         x = x + sem[:, None] * self.cross(self.ln_c(x), key_mask=key_mask, kv=kv)
         x = x + g2[:, None] * self.mlp(modulate(ln_plain(x), sh2, sc2))
         return x
@@ -58,7 +68,9 @@ class Backbone(nn.Module):
         self.p, self.C = b["patch"], im["channels"]
         D = b["width"]
         self.patch = nn.Conv2d(self.C, D, b["patch"], stride=b["patch"])
-        self.blocks = nn.ModuleList([DiTBlock(D, b["heads"], b["mlp_ratio"], t["width"]) for _ in range(b["depth"])])
+        kinds = block_attention(b)
+        self.blocks = nn.ModuleList([DiTBlock(D, b["heads"], b["mlp_ratio"], t["width"], kinds[i], b["slab_kernel"])
+                                     for i in range(b["depth"])])
         self.final = FinalLayer(D, b["patch"] ** 2 * self.C)
         self.grid = (im["height"] // self.p, im["width"] // self.p)
         self.register_buffer("pos", pos_embed_2d(D, *self.grid), persistent=False)
@@ -77,7 +89,7 @@ class Backbone(nn.Module):
         outs = []
         for blk, kv in zip(self.blocks, kvs):
             sem = torch.sigmoid(blk.sem_gate(p_text))
-            h = blk(h, c, kv, key_mask, sem)
+            h = blk(h, c, kv, key_mask, sem, (gh, gw))
             outs.append(h)
         y = self.final(h, c)  # [B, N, p*p*C], laid out (pi, pj, c)
         y = y.reshape(B, gh, gw, self.p, self.p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, H, W)

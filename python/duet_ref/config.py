@@ -12,7 +12,8 @@ DEFAULTS = {
     "image": {"channels": 1, "height": 28, "width": 28},
     "text": {"tokenizer": "byte", "max_length": 32, "vocab_size": 259, "width": 128,
              "layers": 2, "heads": 4, "mlp_ratio": 4},
-    "backbone": {"patch": 4, "width": 192, "depth": 6, "heads": 6, "mlp_ratio": 4},
+    "backbone": {"patch": 4, "width": 192, "depth": 6, "heads": 6, "mlp_ratio": 4,
+                 "attention": "softmax", "slab_kernel": 5},
     "refiner": {"base_channels": 32, "channel_mult": [1, 2, 2], "groups": 8, "time_channels": 32,
                 "carafe": {"k_up": 5, "k_enc": 3, "scale": 2, "compress": 16}},
     "highpass": {"rho_c": 0.25, "tau": 0.04},
@@ -72,6 +73,17 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("config field backbone.heads: must divide backbone.width")
     if b["width"] % 4:
         raise ConfigError("config field backbone.width: must be a multiple of 4 (2-D sin-cos embedding)")
+    kinds = ("softmax", "slab_linear")
+    a = b["attention"]
+    if isinstance(a, list):
+        if len(a) != b["depth"] or any(k not in kinds for k in a):
+            raise ConfigError("config field backbone.attention: expected softmax|slab_linear or a list of "
+                              f"backbone.depth ({b['depth']}) such names, got {a!r}")
+    elif a not in kinds:
+        raise ConfigError(f"config field backbone.attention: expected softmax|slab_linear or a list of them, got {a!r}")
+    k = b["slab_kernel"]
+    if not isinstance(k, int) or isinstance(k, bool) or k <= 0 or k % 2 == 0 or k > 63:
+        raise ConfigError(f"config field backbone.slab_kernel: expected a positive odd integer <= 63, got {k!r}")
     H, W = cfg["image"]["height"], cfg["image"]["width"]
     if H % b["patch"] or W % b["patch"]:
         raise ConfigError("config field backbone.patch: must divide image.height and image.width")

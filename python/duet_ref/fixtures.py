@@ -5,6 +5,7 @@ Writes (see docs/model.md, "Golden fixtures"):
                    sample_ddim.safetensors, sample_dpmpp_2m.safetensors,
                    sample_dpmpp_2m_norefine.safetensors}
   <out>/awkward/{config.json, model.safetensors (F32), golden.safetensors}
+  <out>/tiny-slab/, <out>/awkward-hybrid/ (the same with SLAB linear attention; golden only)
   <out>/tokenizer_cases.json
 
 Weights: export.random_model(config, seed) (zero-initialised layers re-drawn). The tiny-demo
@@ -36,7 +37,9 @@ PROMPT1 = ""
 T_VALUES = [537.25, 12.0]
 
 # name -> (seed, weight dtype, refiner intermediates)
-CONFIGS = {"tiny-demo": (1, "f16", False), "awkward": (2, "f32", True)}
+CONFIGS = {"tiny-demo": (1, "f16", False), "awkward": (2, "f32", True),
+           # SLAB linear attention in every block / in blocks 0 and 2 (a hybrid), issue 20
+           "tiny-slab": (3, "f16", False), "awkward-hybrid": (4, "f32", True)}
 
 SAMPLE = {"steps": 10, "n": 1, "seed": 1234, "cfg_scale": 3.0, "refine_every": 3,
           "prompt": "a photo of a dark sneaker", "negative_prompt": ""}

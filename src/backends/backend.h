@@ -121,6 +121,11 @@ class Backend {
                           const float* gamma, const float* beta, float eps, bool silu,
                           float* y) const = 0;
   virtual void attention(const ops::AttentionArgs& a) const = 0;
+  // SLAB linear attention (ops.h); a.scratch holds slab_scratch_floats() floats.
+  virtual void slab_attention(const ops::SlabAttentionArgs& a) const = 0;
+  virtual int64_t slab_scratch_floats(int64_t b, int64_t heads, int64_t d, int64_t kernel) const {
+    return ops::slab_scratch_floats(b, heads, d, kernel);
+  }
   // enc [B, s*s*k*k, H, W] logits -> y [B, C, sH, sW]; scratch: carafe_scratch_floats() floats.
   virtual void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
                       int64_t k, int64_t s, float* scratch, float* y) const = 0;

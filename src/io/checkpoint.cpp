@@ -99,7 +99,13 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg) {
   for (int64_t i = 0; i < cfg.backbone.depth; ++i) {
     const std::string b = "backbone.blocks." + std::to_string(i);
     t.linear(b + ".ada", D, 6 * D);  // (sh1, sc1, g1, sh2, sc2, g2)
-    self_attention(t, b + ".attn", D);
+    if (cfg.backbone.slab(i)) {      // slab_attention.py SlabAttention: qkv, dwc, proj
+      t.linear(b + ".attn.qkv", D, 3 * D);
+      t.conv(b + ".attn.dwc", 1, D / cfg.backbone.heads, cfg.backbone.slab_kernel);
+      t.linear(b + ".attn.proj", D, D);
+    } else {
+      self_attention(t, b + ".attn", D);
+    }
     t.norm(b + ".ln_c", D);
     t.linear(b + ".cross.q", D, D);
     t.linear(b + ".cross.k", Dt, D);

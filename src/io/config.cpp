@@ -35,6 +35,14 @@ json merge(const json& base, const json& over) {
   return out;
 }
 
+// One name when every block has the same kind (the common case and the default), else the list.
+json attention_json(const BackboneConfig& b) {
+  if (b.attention.empty()) return "softmax";
+  for (const std::string& a : b.attention)
+    if (a != b.attention.front()) return b.attention;
+  return b.attention.front();
+}
+
 json to_json_value(const ModelConfig& c) {
   const auto& r = c.refiner;
   return json{
@@ -57,7 +65,9 @@ json to_json_value(const ModelConfig& c) {
         {"width", c.backbone.width},
         {"depth", c.backbone.depth},
         {"heads", c.backbone.heads},
-        {"mlp_ratio", c.backbone.mlp_ratio}}},
+        {"mlp_ratio", c.backbone.mlp_ratio},
+        {"attention", attention_json(c.backbone)},
+        {"slab_kernel", c.backbone.slab_kernel}}},
       {"refiner",
        {{"base_channels", r.base_channels},
         {"channel_mult", r.channel_mult},
@@ -190,6 +200,13 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
     return field_error(
         file, "backbone.width",
         "must be a multiple of 4 (2-D sin-cos embedding) (got " + num(b.width) + ")");
+  if (b.slab_kernel <= 0 || b.slab_kernel % 2 == 0 || b.slab_kernel > 63)
+    return field_error(file, "backbone.slab_kernel",
+                       "expected a positive odd integer <= 63, got " + num(b.slab_kernel));
+  if (!b.attention.empty() && static_cast<int64_t>(b.attention.size()) != b.depth)
+    return field_error(file, "backbone.attention",
+                       "expected one name per block (" + num(b.depth) + "), got " +
+                           num(static_cast<int64_t>(b.attention.size())));
   const int64_t H = c.image.height, W = c.image.width;
   if (H % b.patch || W % b.patch)
     return field_error(file, "backbone.patch",
@@ -346,6 +363,31 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
   for (const char* key : {"bos_id", "eos_id", "pad_id"}) {
     int64_t* dst = key[0] == 'b' ? &c.text.bos_id : key[0] == 'e' ? &c.text.eos_id : &c.text.pad_id;
     DUET_RETURN_IF_ERROR(read_int(file, m["text"], "text", key, "expected an integer", dst));
+  }
+  DUET_RETURN_IF_ERROR(read_int(file, m["backbone"], "backbone", "slab_kernel",
+                                "expected a positive odd integer", &c.backbone.slab_kernel));
+  {
+    const json& att = m["backbone"]["attention"];
+    const std::string msg = "expected softmax|slab_linear or a list of backbone.depth (" +
+                            num(c.backbone.depth) + ") such names";
+    auto known = [](const json& v) {
+      return v.is_string() &&
+             (v.get<std::string>() == "softmax" || v.get<std::string>() == "slab_linear");
+    };
+    if (att.is_array()) {
+      if (static_cast<int64_t>(att.size()) != c.backbone.depth)
+        return field_error(file, "backbone.attention", msg + " (got " + show(att) + ")");
+      for (const json& v : att) {
+        if (!known(v))
+          return field_error(file, "backbone.attention", msg + " (got " + show(att) + ")");
+        c.backbone.attention.push_back(v.get<std::string>());
+      }
+    } else if (known(att)) {
+      if (c.backbone.depth > 0 && c.backbone.depth <= 1024)
+        c.backbone.attention.assign(static_cast<size_t>(c.backbone.depth), att.get<std::string>());
+    } else {
+      return field_error(file, "backbone.attention", msg + " (got " + show(att) + ")");
+    }
   }
   const json& mult = m["refiner"]["channel_mult"];
   const std::string mult_msg = "expected a non-empty list of positive integers";

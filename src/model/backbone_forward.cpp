@@ -23,6 +23,12 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   float* o = s.ws.alloc(BN * D);         // [B, N, D] branch output
   float* hid = s.ws.alloc(BN * hidden);  // [B, N, rD]
   float* ada = s.ws.alloc(B * 6 * D);    // [B, 6D] = sh1 sc1 g1 sh2 sc2 g2
+  bool any_slab = false;
+  for (int64_t i = 0; i < cfg.backbone.depth; ++i) any_slab = any_slab || cfg.backbone.slab(i);
+  // [B, heads, d*d + d] kv and z of slab_linear blocks, + the backend's own scratch
+  float* slab_scratch =
+      any_slab ? s.ws.alloc(be.slab_scratch_floats(B, heads, D / heads, cfg.backbone.slab_kernel))
+               : nullptr;
 
   be.conv2d(*m.patch, x, B, s.H, s.W, h);  // [B, N, D]
   be.add(h, s.pos.f32(), B, N * D);        // + pos [N, D] per image
@@ -38,6 +44,20 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   sa.heads = heads;
   sa.nq = sa.nk = N;
   sa.head_dim = D / heads;
+  ops::SlabAttentionArgs la;  // SLAB linear self-attention (slab_linear blocks)
+  la.q = sa.q;
+  la.k = sa.k;
+  la.v = sa.v;
+  la.ldq = la.ldk = la.ldv = 3 * D;
+  la.out = att;
+  la.ldo = D;
+  la.scratch = slab_scratch;
+  la.batch = B;
+  la.heads = heads;
+  la.gh = gh;
+  la.gw = gw;
+  la.head_dim = D / heads;
+  la.kernel = cfg.backbone.slab_kernel;
   ops::AttentionArgs ca = sa;  // cross-attention to the prompt
   ca.q = q;
   ca.ldq = ca.ldk = ca.ldv = D;
@@ -50,7 +70,13 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
     // x = x + g1 * attn(modulate(ln(x), sh1, sc1))
     be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
     be.linear(*blk.qkv, xn, BN, qkv);
-    be.attention(sa);
+    if (cfg.backbone.slab(static_cast<int64_t>(i))) {
+      la.dwc_w = blk.dwc_w;
+      la.dwc_b = blk.dwc_b;
+      be.slab_attention(la);
+    } else {
+      be.attention(sa);
+    }
     be.linear(*blk.proj, att, BN, o);
     be.add_gated_rows(h, o, ada + 2 * D, 6 * D, B, N, D);
     // x = x + sem * cross(ln_c(x), K, V)

@@ -85,7 +85,15 @@ void plan_refiner(StackPlan &st, const Model::Impl &m, int64_t B, int64_t H, int
   st.offset = mark;
 }
 
-void plan_backbone(StackPlan &st, const ModelConfig &cfg, int64_t B, int64_t H, int64_t W) {
+// True when any backbone block uses SLAB linear attention (its kv/z scratch is then planned).
+bool any_slab(const ModelConfig &cfg) {
+  for (int64_t i = 0; i < cfg.backbone.depth; ++i)
+    if (cfg.backbone.slab(i)) return true;
+  return false;
+}
+
+void plan_backbone(StackPlan &st, const Model::Impl &m, int64_t B, int64_t H, int64_t W) {
+  const ModelConfig &cfg = m.cfg;
   const int64_t p = cfg.backbone.patch, D = cfg.backbone.width;
   const int64_t BN = B * (H / p) * (W / p), hidden = D * cfg.backbone.mlp_ratio;
   const size_t mark = st.offset;
@@ -94,6 +102,9 @@ void plan_backbone(StackPlan &st, const ModelConfig &cfg, int64_t B, int64_t H, 
   for (int k = 0; k < 3; ++k) st.alloc(BN * D);
   st.alloc(BN * hidden);
   st.alloc(B * 6 * D);
+  if (any_slab(cfg))
+    st.alloc(m.be->slab_scratch_floats(B, cfg.backbone.heads, D / cfg.backbone.heads,
+                                       cfg.backbone.slab_kernel));
   st.alloc(BN * cfg.patch_dim());
   st.offset = mark;
 }
@@ -127,7 +138,7 @@ int64_t plan_workspace_bytes(const Model::Impl &m, int64_t B, int64_t H, int64_t
   st.alloc(B * D);
   st.alloc(B * D);
   const size_t top = st.offset;
-  plan_backbone(st, cfg, B, H, W);
+  plan_backbone(st, m, B, H, W);
   plan_refiner(st, m, B, H, W);
   st.offset = top;
   st.alloc(B * cfg.image.channels * H * W);

@@ -25,13 +25,15 @@ struct TextBlockW {  // text_encoder.py TextBlock
   LinearPtr qkv, proj, fc1, fc2;  // fc1 has the GELU(tanh) fused
 };
 
-struct DiTBlockW {           // backbone.py DiTBlock
-  LinearPtr ada;             // [6D, D] applied to SiLU(c)
-  LinearPtr qkv, proj;       // self-attention
-  NormW ln_c;                // affine LN, eps 1e-6
-  LinearPtr q, k, v, cproj;  // cross-attention (k, v applied to E once per prompt)
-  LinearPtr sem_gate;        // [D, Dt], sigmoid fused
-  LinearPtr fc1, fc2;        // MLP, GELU fused in fc1
+struct DiTBlockW {               // backbone.py DiTBlock
+  LinearPtr ada;                 // [6D, D] applied to SiLU(c)
+  LinearPtr qkv, proj;           // self-attention
+  const float* dwc_w = nullptr;  // slab_linear blocks: depth-wise conv on V [d, k, k] (store)
+  const float* dwc_b = nullptr;  // [d]
+  NormW ln_c;                    // affine LN, eps 1e-6
+  LinearPtr q, k, v, cproj;      // cross-attention (k, v applied to E once per prompt)
+  LinearPtr sem_gate;            // [D, Dt], sigmoid fused
+  LinearPtr fc1, fc2;            // MLP, GELU fused in fc1
 };
 
 enum class ResMode { kFilm, kConcat, kGated };

@@ -254,6 +254,11 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src,
     DUET_ASSIGN_OR_RETURN(k.ada, b.linear(pre + ".ada", 6 * D, D));
     DUET_ASSIGN_OR_RETURN(k.qkv, b.linear(pre + ".attn.qkv", 3 * D, D));
     DUET_ASSIGN_OR_RETURN(k.proj, b.linear(pre + ".attn.proj", D, D));
+    if (bc.slab(i)) {  // slab_attention.py: dwc = Conv2d(d, d, k, groups=d)
+      const int64_t hd = D / bc.heads, ks = bc.slab_kernel;
+      DUET_ASSIGN_OR_RETURN(k.dwc_w, b.get(pre + ".attn.dwc.weight", {hd, 1, ks, ks}, true));
+      DUET_ASSIGN_OR_RETURN(k.dwc_b, b.get(pre + ".attn.dwc.bias", {hd}, true));
+    }
     DUET_ASSIGN_OR_RETURN(k.ln_c, b.norm(pre + ".ln_c", D));
     DUET_ASSIGN_OR_RETURN(k.q, b.linear(pre + ".cross.q", D, D));
     DUET_ASSIGN_OR_RETURN(k.k, b.linear(pre + ".cross.k", D, Dt));

@@ -53,6 +53,36 @@ struct AttentionArgs {
 };
 void attention(const AttentionArgs& a);
 
+// SLAB simplified linear attention over an image token grid (slab_attention.py). Per image b and
+// head h, with N = gh*gw tokens, d = head_dim, phi = ReLU:
+//   kv = (1/N) sum_n phi(k_n)^T v_n [d, d],  z = (1/N) sum_n phi(k_n) [d]
+//   out_n = phi(q_n) kv / (phi(q_n) . z + eps)  +  dwc(v)_n
+// dwc: depth-wise kernel x kernel conv over the grid (zero padding kernel/2), weights dwc_w
+// [d, kernel, kernel] and dwc_b [d] shared by every head. Rows as in AttentionArgs (token n of
+// image b at ptr + (b*N + n) * ld, head h at columns [h*d, (h+1)*d)). scratch: at least
+// slab_scratch_floats(batch, heads, head_dim, kernel) floats (a backend may ask for more).
+struct SlabAttentionArgs {
+  const float* q = nullptr;
+  int64_t ldq = 0;
+  const float* k = nullptr;
+  int64_t ldk = 0;
+  const float* v = nullptr;
+  int64_t ldv = 0;
+  const float* dwc_w = nullptr;  // [d, kernel, kernel]
+  const float* dwc_b = nullptr;  // [d]
+  float* out = nullptr;          // [B, N, heads*d], row stride ldo
+  int64_t ldo = 0;
+  float* scratch = nullptr;
+  int64_t batch = 0, heads = 0, gh = 0, gw = 0, head_dim = 0, kernel = 1;
+  float eps = 1e-6f;
+};
+// kv and z of every (image, head) + the repacked dwc taps [kernel*kernel, d].
+inline int64_t slab_scratch_floats(int64_t batch, int64_t heads, int64_t d, int64_t kernel) {
+  return batch * heads * (d * d + d) + kernel * kernel * d;
+}
+// Reference: double accumulation, single-threaded.
+void slab_attention(const SlabAttentionArgs& a);
+
 // ---- convolution & image ops (NCHW)
 // --------------------------------------------------------------- y [B, Cout, Ho, Wo] = conv(x [B,
 // Cin, H, W], w [Cout, Cin, KH, KW]) + b, zero padding. Ho = (H + 2 pad - KH) / stride + 1 (same

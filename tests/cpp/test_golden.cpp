@@ -151,11 +151,21 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, Golden,
                                            GoldenCase{"awkward", BackendKind::kReference},
                                            GoldenCase{"awkward", BackendKind::kCpu},
                                            GoldenCase{"tiny-demo", BackendKind::kReferenceDevice},
-                                           GoldenCase{"awkward", BackendKind::kReferenceDevice}
+                                           GoldenCase{"awkward", BackendKind::kReferenceDevice},
+                                           // SLAB linear attention (issue 20)
+                                           GoldenCase{"tiny-slab", BackendKind::kReference},
+                                           GoldenCase{"tiny-slab", BackendKind::kCpu},
+                                           GoldenCase{"tiny-slab", BackendKind::kReferenceDevice},
+                                           GoldenCase{"awkward-hybrid", BackendKind::kReference},
+                                           GoldenCase{"awkward-hybrid", BackendKind::kCpu},
+                                           GoldenCase{"awkward-hybrid",
+                                                      BackendKind::kReferenceDevice}
 #ifdef DUET_HAVE_CUDA
                                            ,
                                            GoldenCase{"tiny-demo", BackendKind::kCuda},
-                                           GoldenCase{"awkward", BackendKind::kCuda}
+                                           GoldenCase{"awkward", BackendKind::kCuda},
+                                           GoldenCase{"tiny-slab", BackendKind::kCuda},
+                                           GoldenCase{"awkward-hybrid", BackendKind::kCuda}
 #endif
                                            ),
                          [](const ::testing::TestParamInfo<GoldenCase>& i) {

@@ -98,6 +98,7 @@ class CpuBackend final : public Backend {
     cpu::group_norm(x, b, c, hw, groups, gamma, beta, eps, silu, y);
   }
   void attention(const ops::AttentionArgs& a) const override { cpu::attention(a); }
+  void slab_attention(const ops::SlabAttentionArgs& a) const override { cpu::slab_attention(a); }
   void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t k, int64_t s, float* scratch, float* y) const override {
     cpu::carafe(x, enc, b, c, h, w, k, s, scratch, y);

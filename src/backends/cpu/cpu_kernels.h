@@ -9,6 +9,8 @@ namespace duet::cpu {
 
 // Tiled attention with online softmax; OpenMP over batch × heads × query blocks.
 void attention(const ops::AttentionArgs& a);
+// SLAB linear attention (Highway); OpenMP over batch × heads, then over token rows.
+void slab_attention(const ops::SlabAttentionArgs& a);
 // LayerNorm (affine or plain) and the fused LayerNorm + adaLN modulate; OpenMP over rows.
 void layer_norm(const float* x, int64_t m, int64_t d, const float* gamma, const float* beta,
                 float eps, float* y);

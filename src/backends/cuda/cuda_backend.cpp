@@ -198,6 +198,9 @@ class CudaBackend final : public Backend {
     auto* s = static_cast<float*>(cuda::scratch(static_cast<size_t>(n) * sizeof(float)));
     if (s) cuda::launch_attention(a, splits, s, sh.stream);
   }
+  void slab_attention(const ops::SlabAttentionArgs& a) const override {
+    cuda::launch_slab_attention(a, shared().stream);
+  }
   void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t k, int64_t s, float* scratch, float* y) const override {
     cuda::launch_carafe(x, enc, b, c, h, w, k, s, scratch, y, shared().stream);

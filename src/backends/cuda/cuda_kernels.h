@@ -45,6 +45,8 @@ int attention_splits(const ops::AttentionArgs& a, int sms);
 int64_t attention_scratch_floats(const ops::AttentionArgs& a, int splits);
 // scratch: attention_scratch_floats(a, splits) floats (may be null when splits == 1).
 void launch_attention(const ops::AttentionArgs& a, int splits, float* scratch, cudaStream_t st);
+// SLAB linear attention (kernels_slab.cu); a.scratch: ops::slab_scratch_floats() floats.
+void launch_slab_attention(const ops::SlabAttentionArgs& a, cudaStream_t st);
 
 // ---- elementwise glue (kernels_elementwise.cu) ----
 void launch_add(float* x, const float* y, int64_t outer, int64_t n, cudaStream_t st);

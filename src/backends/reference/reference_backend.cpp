@@ -291,6 +291,18 @@ class ReferenceBackend final : public Backend {
     chk(a.key_mask, a.batch * a.nk, 1, "attention", "key_mask");
     ops::attention(a);
   }
+  void slab_attention(const ops::SlabAttentionArgs& a) const override {
+    const int64_t width = a.heads * a.head_dim, rows = a.batch * a.gh * a.gw;
+    f32s(a.q, (rows - 1) * a.ldq + width, "slab_attention", "q");
+    f32s(a.k, (rows - 1) * a.ldk + width, "slab_attention", "k");
+    f32s(a.v, (rows - 1) * a.ldv + width, "slab_attention", "v");
+    f32s(a.dwc_w, a.head_dim * a.kernel * a.kernel, "slab_attention", "dwc_w");
+    f32s(a.dwc_b, a.head_dim, "slab_attention", "dwc_b");
+    f32s(a.out, (rows - 1) * a.ldo + width, "slab_attention", "out");
+    f32s(a.scratch, slab_scratch_floats(a.batch, a.heads, a.head_dim, a.kernel), "slab_attention",
+         "scratch");
+    ops::slab_attention(a);
+  }
   void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t k, int64_t s, float* scratch, float* y) const override {
     f32s(x, b * c * h * w, "carafe", "x");
