@@ -6,7 +6,7 @@ SUDO=""
 PKGS=(
   build-essential cmake pkg-config git curl jq
   libdnnl-dev ocl-icd-opencl-dev libhwy-dev libfftw3-dev nlohmann-json3-dev libpng-dev libcli11-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev libhiredis-dev redis-server
   clang libclang-rt-14-dev chromium ca-certificates
   python3 python3-torch python3-numpy python3-onnx python3-pil python3-scipy python3-pytest
   python3-pip python3-setuptools python3-wheel python3-tqdm

@@ -78,6 +78,17 @@ JobManager::Submit JobManager::submit(const std::shared_ptr<Job>& job) {
   return Submit::kOk;
 }
 
+JobManager::Submit JobManager::submit_all(const std::vector<std::shared_ptr<Job>>& jobs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (draining_.load() || stop_) return Submit::kDraining;
+  for (const auto& job : jobs) {
+    queue_.push_back(job);
+    table_[job->id] = job;
+  }
+  work_cv_.notify_one();
+  return Submit::kOk;
+}
+
 std::shared_ptr<Job> JobManager::find(const std::string& id, bool* gone) {
   std::lock_guard<std::mutex> lock(mu_);
   *gone = false;

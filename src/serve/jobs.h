@@ -60,6 +60,9 @@ class JobManager {
 
   std::shared_ptr<Job> make_job(ImageRequest request, bool sync);
   Submit submit(const std::shared_ptr<Job>& job);
+  // Queues all of `jobs` at once (one batch can take them all: `duet worker` hands over what it
+  // read from the broker together); ignores max_queue.
+  Submit submit_all(const std::vector<std::shared_ptr<Job>>& jobs);
   // The job, or null; *gone = it existed and expired.
   std::shared_ptr<Job> find(const std::string& id, bool* gone);
   // Requests cancellation; false when the job had already finished.

@@ -13,29 +13,48 @@
 #include <string>
 #include <thread>
 
-#include "backend_option.h"
 #include "command.h"
-#include "duet/config.h"
-#include "duet/model.h"
-#include "duet/pipeline.h"
+#include "duet/fleet.h"
 #include "duet/serve.h"
-#include "precision_option.h"
+#include "engine_loader.h"
 
 namespace {
 
 struct ServeArgs {
-  std::string model;
-  bool fake = false;
-  double fake_step_ms = 20;
+  duet::cli::EngineArgs engine;
   duet::ServeOptions opts;
   std::string api_key_file;
-  int threads = 0;
-  std::string precision;        // --precision (empty: the checkpoint's, else f32)
-  std::string backend = "cpu";  // --backend
   double drain_timeout_s = 30;
-  double prompt_cache_mb = 64;
-  double max_memory_mb = 0;  // --max-memory (0 = no cap)
+  std::string broker;  // --broker: run as a gateway (docs/scale-out.md)
+  std::string broker_prefix = "duet";
+  std::string broker_model;
+  double broker_timeout_s = 1;
 };
+
+int run_gateway(const ServeArgs& a, const duet::ServeOptions& opts, const sigset_t& stop_signals) {
+  duet::GatewayOptions go;
+  go.serve = opts;
+  go.broker = a.broker;
+  go.prefix = a.broker_prefix;
+  go.model = a.broker_model;
+  go.broker_timeout_s = a.broker_timeout_s;
+  auto gw = duet::Gateway::start(go);
+  if (!gw) {
+    std::fprintf(stderr, "duet serve: %s\n", gw.status().message().c_str());
+    return 1;
+  }
+  std::printf(
+      "duet serve: gateway for broker %s (prefix %s) listening on http://%s:%d "
+      "(max-queue %d per model)\n",
+      a.broker.c_str(), a.broker_prefix.c_str(), opts.host.c_str(), (*gw)->port(), opts.max_queue);
+  std::fflush(stdout);
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  (*gw)->shutdown();
+  std::printf("duet serve: gateway stopped (jobs stay in the broker)\n");
+  std::fflush(stdout);
+  return 0;
+}
 
 int run_serve(const ServeArgs& a) {
   if (!duet::serve_available()) {
@@ -69,53 +88,17 @@ int run_serve(const ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  std::unique_ptr<duet::ImageEngine> engine;
-  if (a.fake) {
-    duet::FakeEngineOptions fo;
-    fo.step_ms = a.fake_step_ms;
-    fo.row_ms = a.fake_step_ms / 8;
-    engine = duet::make_fake_engine(fo);
-  } else {
-    if (a.model.empty()) {
-      std::fprintf(stderr, "duet serve: --model DIR is required\n");
+  if (!a.broker.empty()) {
+    if (!a.engine.model.empty() || a.engine.fake) {
+      std::fprintf(stderr,
+                   "duet serve: --broker runs a gateway without a model (--model and "
+                   "--fake-engine belong to `duet worker`)\n");
       return 1;
     }
-    auto precision = duet::cli::resolve_precision(a.precision, a.model);
-    if (!precision) {
-      std::fprintf(stderr, "duet serve: %s\n", precision.status().to_string().c_str());
-      return 1;
-    }
-    // Loaded on a short-lived thread: the OpenMP thread pool that loading creates goes away with
-    // it, so the engine thread's pool is the process's only one. Two pools would outnumber the
-    // cores, and libgomp then stops spinning between parallel regions (throttled spin): every
-    // region's wake-up became a futex call, and a 10-step demo request took 65 ms on 2 threads
-    // instead of 23 ms (37 ms on 1 thread).
-    auto kind = duet::cli::resolve_backend(a.backend);
-    if (!kind) {
-      std::fprintf(stderr, "duet serve: %s\n", kind.status().to_string().c_str());
-      return 1;
-    }
-    duet::LoadOptions lo;
-    lo.precision = *precision;
-    lo.backend = *kind;
-    duet::Result<std::unique_ptr<duet::Denoiser>> model(duet::internal_error("not loaded"));
-    std::thread([&] { model = duet::load_denoiser(a.model, a.threads, lo); }).join();
-    if (!model) {
-      std::fprintf(stderr, "duet serve: %s\n", model.status().to_string().c_str());
-      return 1;
-    }
-    duet::PipelineEngineOptions po;
-    po.prompt_cache_bytes = static_cast<int64_t>(a.prompt_cache_mb * 1048576.0);
-    po.threads = a.threads;
-    po.max_memory_bytes = static_cast<int64_t>(a.max_memory_mb * 1048576.0);
-    if (auto cfg = duet::load_config(a.model + "/config.json"); cfg.is_ok()) {
-      // One encoded text: tokens x (text width + per-layer K/V for the backbone's cross-attention).
-      po.bytes_per_prompt_row = cfg->text.max_length *
-                                (cfg->text.width + 2 * cfg->backbone.width * cfg->backbone.depth) *
-                                static_cast<int64_t>(sizeof(float));
-    }
-    engine = duet::make_pipeline_engine(std::move(model).value(), po);
+    return run_gateway(a, opts, stop_signals);
   }
+  std::unique_ptr<duet::ImageEngine> engine = duet::cli::load_engine(a.engine, "duet serve");
+  if (!engine) return 1;
   const std::string model_name = engine->info().model;
   auto server = duet::Server::start(std::move(engine), opts);
   if (!server) {
@@ -142,7 +125,7 @@ static duet::cli::CommandRegistrar registrar(
     "serve", "HTTP server: OpenAI-style images API, async jobs, web UI, metrics",
     [](CLI::App& sub) -> std::function<int()> {
       auto a = std::make_shared<ServeArgs>();
-      sub.add_option("--model", a->model, "model directory (config.json + model.safetensors)");
+      duet::cli::add_engine_options(sub, &a->engine);
       sub.add_option("--host", a->opts.host, "address to listen on")->capture_default_str();
       sub.add_option("--port", a->opts.port, "port (0 = any free port)")->capture_default_str();
       sub.add_option("--max-queue", a->opts.max_queue, "queued jobs before 429")
@@ -160,11 +143,6 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--api-key-file", a->api_key_file,
                      "file holding the API key (Bearer) required on every route but "
                      "/healthz, /readyz and the UI page");
-      sub.add_option("--threads", a->threads,
-                     "model compute threads (0 = the CPUs other processes leave free at start-up)")
-          ->capture_default_str();
-      duet::cli::add_precision_option(sub, &a->precision);
-      duet::cli::add_backend_option(sub, &a->backend);
       sub.add_option("--http-threads", a->opts.http_threads, "HTTP worker threads")
           ->capture_default_str()
           ->check(CLI::Range(1, 4096));
@@ -178,15 +156,6 @@ static duet::cli::CommandRegistrar registrar(
                      "on SIGTERM, seconds to finish in-flight work before cancelling it")
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber);
-      sub.add_option("--prompt-cache-mb", a->prompt_cache_mb,
-                     "prompt cache size (MiB): an LRU of encoded single prompts (0 = none)")
-          ->capture_default_str()
-          ->check(CLI::NonNegativeNumber);
-      sub.add_option("--max-memory", a->max_memory_mb,
-                     "cap (MiB) on the model's buffers per denoiser batch; larger requests get "
-                     "413 up front (0 = no cap)")
-          ->capture_default_str()
-          ->check(CLI::NonNegativeNumber);
       sub.add_option("--read-timeout", a->opts.read_timeout_s,
                      "seconds one socket read may wait before the connection is closed")
           ->capture_default_str()
@@ -197,10 +166,17 @@ static duet::cli::CommandRegistrar registrar(
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber);
       sub.add_flag("--log-requests", a->opts.log_requests, "log every request to stderr");
-      sub.add_flag("--fake-engine", a->fake,
-                   "serve a deterministic fake engine instead of a model (tests, load tests)");
-      sub.add_option("--fake-step-ms", a->fake_step_ms, "fake engine: ms per denoising step")
+      sub.add_option("--broker", a->broker,
+                     "run as a gateway over a Redis broker, redis://HOST[:PORT][/DB]: no model, "
+                     "jobs go to `duet worker`s (docs/scale-out.md)");
+      sub.add_option("--broker-prefix", a->broker_prefix, "key prefix in the broker")
           ->capture_default_str();
+      sub.add_option("--broker-model", a->broker_model,
+                     "gateway: the model to serve (default: the one the workers publish)");
+      sub.add_option("--broker-timeout", a->broker_timeout_s,
+                     "gateway: seconds one broker call may take before the request gets 503")
+          ->capture_default_str()
+          ->check(CLI::PositiveNumber);
       return [a]() { return run_serve(*a); };
     });
 
