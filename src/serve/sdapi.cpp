@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -104,7 +105,8 @@ bool get_count(const json& j, const char* key, int lo, int hi, int* out, ApiErro
   if (!j.contains(key) || j[key].is_null()) return true;
   const json& v = j[key];
   const double d = v.is_number() ? v.get<double>() : -1e300;
-  if (!v.is_number() || d != static_cast<double>(static_cast<int64_t>(d)) || d < lo || d > hi) {
+  // The range test comes first: casting a double outside int's range is undefined.
+  if (!v.is_number() || !std::isfinite(d) || d < lo || d > hi || d != std::floor(d)) {
     *err = bad(key, std::string("'") + key + "' must be an integer in [" + std::to_string(lo) +
                         ", " + std::to_string(hi) + "], got " + v.dump());
     return false;

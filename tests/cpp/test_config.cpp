@@ -92,6 +92,24 @@ TEST(Config, JsonRoundTrip) {
   EXPECT_EQ(d->refiner.channel_mult, (std::vector<int64_t>{1, 2}));
 }
 
+// backbone.attention: one name for all blocks or a list per block; it round-trips as given.
+TEST(Config, AttentionKindPerBlock) {
+  auto one = duet::parse_config(R"({"backbone": {"depth": 3, "attention": "slab_linear"}})");
+  ASSERT_TRUE(one.is_ok()) << one.status().to_string();
+  EXPECT_TRUE(one->backbone.slab(0) && one->backbone.slab(2));
+  auto mix = duet::parse_config(
+      R"({"backbone": {"depth": 3, "attention": ["slab_linear", "softmax", "slab_linear"]}})");
+  ASSERT_TRUE(mix.is_ok()) << mix.status().to_string();
+  EXPECT_TRUE(mix->backbone.slab(0) && !mix->backbone.slab(1) && mix->backbone.slab(2));
+  auto back = duet::parse_config(duet::config_to_json(*mix));
+  ASSERT_TRUE(back.is_ok());
+  EXPECT_EQ(back->backbone.attention, mix->backbone.attention);
+  auto dflt = duet::parse_config("{}");
+  ASSERT_TRUE(dflt.is_ok());
+  EXPECT_FALSE(dflt->backbone.slab(0));
+  EXPECT_EQ(dflt->backbone.slab_kernel, 5);
+}
+
 TEST(Config, BadValuesNameFileAndField) {
   struct Case {
     std::string json;
@@ -155,6 +173,16 @@ TEST(Config, BadValuesNameFileAndField) {
        {"field inference.cfg_scale: expected a number in [1, 100]"}},
       {R"({"inference": {"cfg_scale": "3"}})", {"field inference.cfg_scale"}},
       {R"({"gate": {"hidden": 2.5}})", {"field gate.hidden"}},
+      {R"({"backbone": {"attention": "flash"}})",
+       {"field backbone.attention: expected softmax|slab_linear"}},
+      {R"({"backbone": {"depth": 2, "attention": ["slab_linear"]}})",
+       {"field backbone.attention", "backbone.depth (2)"}},
+      {R"({"backbone": {"depth": 2, "attention": ["slab_linear", 3]}})",
+       {"field backbone.attention"}},
+      {R"({"backbone": {"slab_kernel": 4}})",
+       {"field backbone.slab_kernel: expected a positive odd"}},
+      {R"({"backbone": {"slab_kernel": 0}})", {"field backbone.slab_kernel"}},
+      {R"({"backbone": {"slab_kernel": 65}})", {"field backbone.slab_kernel"}},
   };
   for (const Case& c : cases) {
     auto r = duet::parse_config(c.json, "my/config.json");

@@ -23,9 +23,9 @@ namespace {
 
 const std::string kModel = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
 
-std::shared_ptr<const Model> load_or_null() {
-  if (!std::filesystem::exists(kModel + "/model.safetensors")) return nullptr;
-  auto m = Model::load(kModel);
+std::shared_ptr<const Model> load_or_null(const std::string& dir = kModel) {
+  if (!std::filesystem::exists(dir + "/model.safetensors")) return nullptr;
+  auto m = Model::load(dir);
   return m.is_ok() ? std::move(m).value() : nullptr;
 }
 
@@ -36,7 +36,7 @@ TEST(ContextMemory, WorkspaceMeasuringNeverAborts) {
   try {
     ws.alloc(1 << 20);  // 4 MiB > the 1 MiB limit: refused before allocating
     FAIL() << "no exception";
-  } catch (const WorkspaceExhausted &e) {
+  } catch (const WorkspaceExhausted& e) {
     EXPECT_TRUE(e.over_limit);
     EXPECT_GT(e.total_bytes, size_t{1} << 20);
   }
@@ -68,6 +68,25 @@ TEST(ContextMemory, EstimateMatchesTheMeasuredWorkspace) {
   ContextOptions bad;
   bad.height = 30;  // not a multiple of 4
   EXPECT_EQ(Context::estimate_bytes(*model, bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+// SLAB blocks add their kv / z scratch to the backbone's workspace: the plan must know it.
+TEST(ContextMemory, EstimateMatchesTheMeasuredWorkspaceWithSlabAttention) {
+  for (const char* name : {"tiny-slab", "awkward-hybrid"}) {
+    auto model = load_or_null(std::string(DUET_SOURCE_DIR) + "/tests/fixtures/" + name);
+    ASSERT_TRUE(model) << name;
+    for (auto [b, h, w] : {std::tuple{1, 28, 28}, {3, 12, 20}, {2, 16, 32}}) {
+      ContextOptions co;
+      co.max_batch = b;
+      co.height = h;
+      co.width = w;
+      auto ctx = Context::create(model, co);
+      if (!ctx.is_ok()) continue;  // a size this config's refiner stride does not allow
+      EXPECT_EQ(static_cast<size_t>(plan_workspace_bytes(model->impl(), b, h, w)),
+                (*ctx)->workspace_bytes())
+          << name << " batch " << b << " at " << w << "x" << h;
+    }
+  }
 }
 
 TEST(ContextMemory, CreateRefusesOverTheCap) {

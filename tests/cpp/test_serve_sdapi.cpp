@@ -231,6 +231,12 @@ TEST(ServeSdapi, BadInputsName400Fields) {
   expect("/sdapi/v1/txt2img", with(base, "width", 17), "width");
   expect("/sdapi/v1/txt2img", with(base, "batch_size", 0), "batch_size");
   expect("/sdapi/v1/txt2img", with(base, "batch_size", 65), "batch_size");
+  // Found by fuzz_serve_frontends (fuzz/repro/serve_frontends-float-batch-size-2p63.json): a
+  // float count beyond int64's range reached a double -> int64 cast (undefined) before the range
+  // check; now a 400 naming the field.
+  expect("/sdapi/v1/txt2img", with(base, "batch_size", 9223372036854775808.02), "batch_size");
+  expect("/sdapi/v1/txt2img", with(base, "n_iter", -1e300), "n_iter");
+  expect("/sdapi/v1/txt2img", with(base, "batch_size", 1.5), "batch_size");
   expect("/sdapi/v1/txt2img", with(with(base, "batch_size", 8), "n_iter", 9), "n_iter");
   expect("/sdapi/v1/txt2img", with(base, "prompt", ""), "prompt");
   expect("/sdapi/v1/txt2img", with(base, "send_images", "yes"), "send_images");

@@ -194,6 +194,42 @@ void attention(std::vector<Case>& cs, const std::string& tag, int64_t batch, int
         });
 }
 
+// SLAB linear attention over a gh x gw token grid, q/k/v packed [B, N, 3D] as the backbone has
+// them. The scratch is guarded (overruns are caught) but not compared: its layout is the backend's.
+void slab(std::vector<Case>& cs, const std::string& tag, int64_t batch, int64_t heads, int64_t gh,
+          int64_t gw, int64_t dh, int64_t kernel) {
+  const int64_t width = heads * dh, ld = 3 * width, n = gh * gw;
+  const auto qkv = randu(batch * n * ld, g_seed++), w = randu(dh * kernel * kernel, g_seed++),
+             bias = randu(dh, g_seed++);
+  plain(cs, "slab_attention",
+        fmt("%s B=%lld heads=%lld grid=%lldx%lld dh=%lld k=%lld", tag.c_str(), (long long)batch,
+            (long long)heads, (long long)gh, (long long)gw, (long long)dh, (long long)kernel),
+        kF32, 4.0 * batch * n * 4 * width,
+        batch * heads * n * (4.0 * dh * dh + 2.0 * dh * kernel * kernel),
+        [=](const Backend& be, Arena& a) {
+          ops::SlabAttentionArgs args;
+          const float* qd = a.in(qkv);
+          args.q = qd;
+          args.k = qd + width;
+          args.v = qd + 2 * width;
+          args.ldq = args.ldk = args.ldv = ld;
+          args.dwc_w = a.in(w);
+          args.dwc_b = a.in(bias);
+          args.out = a.out(batch * n * width);
+          args.ldo = width;
+          const std::vector<float> zeros(
+              static_cast<size_t>(be.slab_scratch_floats(batch, heads, dh, kernel)));
+          args.scratch = const_cast<float*>(a.in(zeros));
+          args.batch = batch;
+          args.heads = heads;
+          args.gh = gh;
+          args.gw = gw;
+          args.head_dim = dh;
+          args.kernel = kernel;
+          return std::function<void()>([&be, args] { be.slab_attention(args); });
+        });
+}
+
 void model_shapes(std::vector<Case>& cs, const std::string& tag, const ModelConfig& cfg) {
   const int64_t B = 2, D = cfg.backbone.width, N = cfg.tokens(), hid = D * cfg.backbone.mlp_ratio;
   const int64_t Dt = cfg.text.width, L = cfg.text.max_length, C = cfg.image.channels;
@@ -214,6 +250,8 @@ void model_shapes(std::vector<Case>& cs, const std::string& tag, const ModelConf
   attention(cs, tag + " self", B, cfg.backbone.heads, N, N, D / cfg.backbone.heads, true, false);
   attention(cs, tag + " cross", B, cfg.backbone.heads, N, L, D / cfg.backbone.heads, false, true);
   attention(cs, tag + " text", B, cfg.text.heads, L, L, Dt / cfg.text.heads, true, true);
+  slab(cs, tag + " self", B, cfg.backbone.heads, H / p, W / p, D / cfg.backbone.heads,
+       cfg.backbone.slab_kernel);
 
   const auto x = randu(B * N * D, g_seed++), mod = randu(B * 6 * D, g_seed++),
              gam = randu(D, g_seed++), bet = randu(D, g_seed++);
@@ -425,6 +463,10 @@ void awkward_shapes(std::vector<Case>& cs) {
   attention(cs, "text 77", 2, 4, 77, 77, 16, true, true);
   attention(cs, "cross 77", 2, 3, 67, 77, 24, false, true);
   attention(cs, "long", 1, 2, 577, 577, 40, true, false);
+  slab(cs, "1 token", 1, 2, 1, 1, 8, 3);
+  slab(cs, "odd", 2, 3, 5, 7, 13, 5);
+  slab(cs, "wide kernel", 1, 1, 3, 2, 4, 7);
+  slab(cs, "long", 1, 2, 64, 64, 36, 5);
 }
 
 }  // namespace
