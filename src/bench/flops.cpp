@@ -65,7 +65,15 @@ FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height, int
   fc.backbone_gemm = depth * (mm(BN, 3 * D, D) + mm(BN, D, D)          // self qkv, proj
                               + mm(BN, D, D) + mm(BN, D, D)            // cross q, proj
                               + mm(BN, r * D, D) + mm(BN, D, r * D));  // mlp
-  fc.backbone_attn = depth * (2 * mm(BN, N, D) + 2 * mm(BN, L, D));
+  // Self-attention per block: softmax Q·Kᵀ and A·V (2·mm(BN, N, D)); SLAB φ(K)ᵀV and φ(Q)·kv
+  // per head (2·mm(BN, d, D), d = D / heads), the normaliser (2·BN·D) and the k×k depth-wise conv
+  // on V (2·BN·D·k²). Cross-attention: 2·mm(BN, L, D).
+  const double d_head = D / static_cast<double>(cfg.backbone.heads);
+  const double kk = static_cast<double>(cfg.backbone.slab_kernel * cfg.backbone.slab_kernel);
+  for (int64_t i = 0; i < cfg.backbone.depth; ++i)
+    fc.backbone_attn +=
+        (cfg.backbone.slab(i) ? 2 * mm(BN, d_head, D) + 2 * BN * D * (1 + kk) : 2 * mm(BN, N, D)) +
+        2 * mm(BN, L, D);
   fc.backbone_other = conv(B, H / P, W / P, D, C, P)             // patch embedding
                       + depth * mm(B, 6 * D, D)                  // adaLN
                       + mm(B, 2 * D, D) + mm(BN, P * P * C, D);  // final ada + linear
