@@ -18,6 +18,7 @@
 #include "serve/fleet_protocol.h"
 #include "serve/metrics.h"
 #include "serve/openai_edits.h"
+#include "serve/webui.h"
 #endif
 
 namespace duet {
@@ -339,6 +340,11 @@ void Gateway::Impl::install_routes() {
   });
   using Req = httplib::Request;
   using Res = httplib::Response;
+  // The web UI talks only to /v1/models and the JSON /v1/jobs routes below, so the gateway
+  // serves it as is; its img2img upload is multipart and gets the 400 of /v1/jobs here.
+  http.Get("/", [](const Req&, Res& res) {
+    res.set_content(serve::webui_html(), "text/html; charset=utf-8");
+  });
   http.Get("/healthz", [](const Req&, Res& res) { send_json(res, 200, R"({"status":"ok"})"); });
   http.Get("/readyz", [this](const Req&, Res& res) {
     if (broker_failed(cmd({"PING"}), res) || !described(res)) return;

@@ -215,6 +215,10 @@ def test_happy_path_two_workers_identical_to_serve(tmp):
         assert "event: done" in text and '"state":"succeeded"' in text, text
         st, m = jget(g.port, "/v1/models")
         assert st == 200 and m["data"][0]["id"] == "fake-duet"
+        # The web UI is served by the gateway too (it only uses /v1/models and /v1/jobs).
+        st, page, hdr = http(g.port, "GET", "/")
+        assert st == 200 and hdr["Content-Type"].startswith("text/html"), (st, hdr)
+        assert b'"/v1/jobs"' in page and b"/v1/models" in page
         st, e, _ = http(g.port, "POST", "/v1/jobs", {"prompt": "x", "steps": 0})
         assert st == 400 and json.loads(e)["error"]["param"] == "steps", e
         assert re.search(r"duet worker w\d: batch of \d+ jobs", w1.text() + w2.text())
