@@ -18,10 +18,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "duet/backbone_cache.h"
 #include "duet/backend_kind.h"
 #include "duet/config.h"
 #include "duet/precision.h"
@@ -128,6 +130,18 @@ struct ContextOptions {
   int64_t max_workspace_bytes = 0;
 };
 
+class BackboneCache;
+
+// One request's rows [row0, row0 + rows) of a denoise call and its backbone cache: whether this
+// call may reuse (eligible: inside the spec's START..END part of the schedule) and, on return,
+// whether the cached span was computed for it.
+struct CacheMember {
+  BackboneCache* cache = nullptr;
+  int64_t row0 = 0, rows = 0;
+  bool eligible = true;
+  bool computed = false;  // out
+};
+
 class Context {
  public:
   // Plans every workspace for max_batch × height × width (one warm-up evaluation measures the
@@ -147,6 +161,12 @@ class Context {
   // (one call for requests at different points of their refine schedules).
   Status denoise_rows(const Tensor& x_t, const Tensor& t, const PromptState& prompt,
                       int64_t refine_rows);
+  // The same where some requests' rows use a backbone cache (duet/backbone_cache.h). Members
+  // must not overlap; rows outside every member are computed as usual. Each member gets what a
+  // call over its rows alone gives it: the blocks are skipped for the call only when every row
+  // reuses, otherwise they run and the reusing members' rows are overwritten afterwards.
+  Status denoise_cached(const Tensor& x_t, const Tensor& t, const PromptState& prompt,
+                        int64_t refine_rows, std::span<CacheMember> members);
 
   // Views of the last denoise's outputs (batch B of that call); r/eps_d/alpha hold its refined
   // rows only (empty when it did not refine).
@@ -171,6 +191,28 @@ class Context {
 
  private:
   Context();
+  std::unique_ptr<State> s_;
+};
+
+// A request's backbone cache for one Context shape: the cached residual [rows, N, D] in backend
+// memory, the host copy of the last indicator and the skip statistics; all allocated here, so
+// the denoising loop does not allocate. Not shareable between requests running at once.
+class BackboneCache {
+ public:
+  // rows: the most rows a call of the request has (2n with guidance).
+  static Result<std::unique_ptr<BackboneCache>> create(const Context& ctx, const CacheSpec& spec,
+                                                       int64_t rows);
+  ~BackboneCache();
+  const CacheSpec& spec() const;
+  const CacheStats& stats() const;
+  int64_t rows() const;
+  void reset();  // forget the cached residual and statistics (a new request)
+
+  struct State;
+  State& state() { return *s_; }
+
+ private:
+  BackboneCache();
   std::unique_ptr<State> s_;
 };
 

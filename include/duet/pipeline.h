@@ -17,9 +17,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "duet/backbone_cache.h"
 #include "duet/png.h"
 #include "duet/precision.h"
 #include "duet/status.h"
@@ -43,6 +45,22 @@ struct DenoiserInfo {
   int refine_every = 3;                     // inference.refine_every (config default)
   float cfg_scale = 4.0f;                   // inference.cfg_scale (config default guidance)
   bool supports_other_sizes = true;         // false: width/height must equal the config's
+  int depth = 0;  // backbone.depth (blocks per call; 0 = unknown: block caches not checked)
+};
+
+// A request's backbone cache as the pipeline sees it (Denoiser::make_cache).
+class DenoiserCache {
+ public:
+  virtual ~DenoiserCache() = default;
+  virtual const CacheStats& stats() const = 0;
+};
+
+// One request's rows of a cached call (Denoiser::denoise_cached); `computed` is set on return.
+struct DenoiserCacheUse {
+  DenoiserCache* cache = nullptr;
+  int row0 = 0, rows = 0;
+  bool eligible = true;  // inside the spec's START..END part of the request's schedule
+  bool computed = false;
 };
 
 // Prompt-dependent state computed once per generate() call (text encoder output, K/V, ...).
@@ -84,6 +102,22 @@ class Denoiser {
   // cache): a batch embedding whose row i is the single-text embedding rows[i] (each from
   // encode({text})), without re-encoding; and an embedding's size in bytes (0 = unknown).
   // The default reports kUnimplemented: callers then encode whole batches.
+  // Optional backbone caching (duet/backbone_cache.h), after prepare(): a cache for a request
+  // whose calls have at most `rows` rows, and a call in which the requests `uses` (disjoint
+  // rows) consult their caches — each getting what a call over its rows alone gives it. The
+  // defaults report kUnimplemented naming the cache.
+  virtual Result<std::unique_ptr<DenoiserCache>> make_cache(const CacheSpec& spec, int rows) {
+    (void)spec, (void)rows;
+    return unimplemented("cache: this denoiser has no backbone cache");
+  }
+  virtual Status denoise_cached(const float* x, const float* t, int batch, int height, int width,
+                                const PromptEmbedding& prompts, int refine_rows,
+                                std::span<DenoiserCacheUse> uses, float* out) {
+    (void)x, (void)t, (void)batch, (void)height, (void)width, (void)prompts, (void)refine_rows,
+        (void)uses, (void)out;
+    return unimplemented("cache: this denoiser has no backbone cache");
+  }
+
   virtual Result<std::unique_ptr<PromptEmbedding>> concat(
       const std::vector<const PromptEmbedding*>& rows) {
     (void)rows;
@@ -126,6 +160,8 @@ struct GenerateParams {
   // cfg_sigma_hi]; the other calls evaluate the conditional rows alone (half the batch) and use
   // their prediction as is. Both < 0 = guidance on every call.
   double cfg_sigma_lo = -1, cfg_sigma_hi = -1;
+  // Backbone cache (duet/backbone_cache.h, docs/caching.md); off = every block of every call.
+  CacheSpec cache;
   int64_t seed = -1;          // -1 = random (reported in GenerateResult::seed)
   std::string rng = "torch";  // torch | philox
   // Refiner schedule over model-call indices i = 0..num_calls-1 (see refine_schedule()).
@@ -175,6 +211,11 @@ struct GenerateResult {
   std::vector<int> guided_calls;   // 0-based call indices that ran with guidance
   std::vector<int> refined_calls;  // 0-based call indices that ran the refiner
   int batch = 0;                   // model batch size per call (2n with guidance)
+  // Backbone cache: the spec (cache_spec_string), the calls whose cached span was reused, and
+  // the backbone blocks this request needed vs. without caching (calls × depth).
+  std::string cache = "off";
+  std::vector<int> cache_skipped_calls;
+  int64_t backbone_blocks_run = 0, backbone_blocks_total = 0;
   int width = 0, height = 0, channels = 0;
   StageTimings timings;
 };
@@ -228,6 +269,12 @@ class GenerateRun {
   bool refine_next() const;        // does the next call run the refiner?
   int num_calls() const;           // model calls in the full schedule (next_call() counts up to it)
   bool refine_at(int call) const;  // the refine flag of call `call` (false outside the schedule)
+  // Backbone cache: may the next call reuse (START <= call / num_calls < END)? note_cache
+  // records the cache's decision for the next call (before complete()) and set_cache_blocks the
+  // request's block counts (before finish()).
+  bool cache_eligible_next() const;
+  void note_cache(bool computed);
+  void set_cache_blocks(int64_t run, int64_t total);
   // The time the caller spent encoding texts() (reported as timings.encode_s).
   void add_encode_seconds(double s);
 

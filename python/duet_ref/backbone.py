@@ -79,18 +79,40 @@ class Backbone(nn.Module):
         """Per-prompt cross-attention K/V of every block: list of (k, v), each [B, L, D]."""
         return [blk.cross.kv(e) for blk in self.blocks]
 
-    def forward(self, x, c, kvs, key_mask, p_text, return_blocks=False):
-        """x [B, C, H, W] -> eps_s [B, C, H, W]."""
+    def forward(self, x, c, kvs, key_mask, p_text, return_blocks=False, cache=None):
+        """x [B, C, H, W] -> eps_s [B, C, H, W]. cache: a cache.BackboneCache (the span of blocks
+        it decides to reuse is replaced by its cached residual; outs then holds the blocks run)."""
         B, C, H, W = x.shape
         gh, gw = H // self.p, W // self.p
         h = self.patch(x).flatten(2).transpose(1, 2)  # [B, N, D]
         pos = self.pos if (gh, gw) == self.grid else pos_embed_2d(h.shape[-1], gh, gw).to(h)
         h = h + pos[None]
         outs = []
-        for blk, kv in zip(self.blocks, kvs):
+        h_in, h0, compute = h, None, True
+        for i, (blk, kv) in enumerate(zip(self.blocks, kvs)):
+            if cache is not None and i == cache.e:
+                h = self._finish_span(cache, compute, h, h0)
+            if cache is not None and i == cache.a:
+                h0 = h
+                if cache.spec["mode"] == "step":  # block 0's modulated input
+                    sh1, sc1 = blk.ada(silu(c)).chunk(6, dim=-1)[:2]
+                    compute = cache.decide(modulate(ln_plain(h), sh1, sc1))
+                else:  # the first F blocks' residual
+                    compute = cache.decide(h - h_in)
+            if cache is not None and cache.a <= i < cache.e and not compute:
+                continue
             sem = torch.sigmoid(blk.sem_gate(p_text))
             h = blk(h, c, kv, key_mask, sem, (gh, gw))
             outs.append(h)
+        if cache is not None and cache.e == len(self.blocks):
+            h = self._finish_span(cache, compute, h, h0)
         y = self.final(h, c)  # [B, N, p*p*C], laid out (pi, pj, c)
         y = y.reshape(B, gh, gw, self.p, self.p, C).permute(0, 5, 1, 3, 2, 4).reshape(B, C, H, W)
         return (y, outs) if return_blocks else y
+
+    @staticmethod
+    def _finish_span(cache, compute, h, h0):
+        if compute:
+            cache.res = h - h0
+            return h
+        return h0 + cache.res

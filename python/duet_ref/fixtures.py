@@ -121,17 +121,27 @@ def golden(model, seed: int, refiner_intermediates: bool = False):
 CFG_INTERVAL = (0.5, 20.0)
 
 
+# Backbone-cache samples (docs/caching.md): (file, cache spec, guidance interval). The thresholds
+# sit >= 3.7 % away from every accumulated / relative change of these runs, so float32 rounding
+# differences between engines cannot flip a decision; the step sample's START,END leave calls
+# 0, 1 and 9 ineligible, the interval sample changes the row count between calls.
+CACHE_SAMPLES = [("sample_dpmpp_2m_stepcache", "step:0.1,0.2,0.9", None),
+                 ("sample_dpmpp_2m_blockcache", "block:1,0,0.07", None),
+                 ("sample_dpmpp_2m_blockcache_cfginterval", "block:1,0,0.08", CFG_INTERVAL)]
+
+
 @torch.no_grad()
-def sample_run(model, sampler: str, refine_every: int, p=SAMPLE, cfg_interval=None):
+def sample_run(model, sampler: str, refine_every: int, p=SAMPLE, cfg_interval=None, cache=None):
     """One deterministic generate() run with every step's latent (the pipeline contract)."""
-    steps, eps, ts, guided = {}, {}, {}, {}
+    steps, eps, ts, guided, computed = {}, {}, {}, {}, {}
     n = p["n"]
     x_T = initial_noise(n, model.cfg, p["seed"])
     final = generate(model, [p["prompt"]] * n, steps=p["steps"], sampler=sampler, cfg_scale=p["cfg_scale"],
                      negative_prompt=p["negative_prompt"], seed=p["seed"], refine_every=refine_every,
                      callback=lambda i, x: steps.__setitem__(i, x.clone()),
                      eps_callback=lambda i, t, e: (eps.__setitem__(i, e.clone()), ts.__setitem__(i, t)),
-                     cfg_interval=cfg_interval, guided_callback=lambda i, g: guided.__setitem__(i, g))
+                     cfg_interval=cfg_interval, guided_callback=lambda i, g: guided.__setitem__(i, g),
+                     cache=cache, cache_callback=lambda i, c: computed.__setitem__(i, c))
     tensors = {"x_T": x_T}
     for i in range(p["steps"]):
         tensors[f"step.{i}"] = steps[i]
@@ -146,6 +156,9 @@ def sample_run(model, sampler: str, refine_every: int, p=SAMPLE, cfg_interval=No
     if cfg_interval is not None:
         tensors["guided"] = torch.tensor([1 if guided[i] else 0 for i in range(p["steps"])], dtype=torch.int64)
         meta["cfg_interval"] = f"{cfg_interval[0]!r},{cfg_interval[1]!r}"
+    if cache is not None:
+        tensors["computed"] = torch.tensor([1 if computed[i] else 0 for i in range(p["steps"])], dtype=torch.int64)
+        meta["cache"] = cache
     return tensors, meta
 
 
@@ -155,6 +168,17 @@ def write_cfg_interval_fixture(model, d: str) -> str:
     path = os.path.join(d, "sample_dpmpp_2m_cfginterval.safetensors")
     st.save_file(tensors, path, meta)
     return path
+
+
+def write_cache_fixtures(model, d: str) -> list:
+    """sample_dpmpp_2m_*cache*.safetensors: the pipeline with a backbone cache."""
+    written = []
+    for fname, cache, interval in CACHE_SAMPLES:
+        tensors, meta = sample_run(model, "dpmpp_2m", SAMPLE["refine_every"], cfg_interval=interval, cache=cache)
+        path = os.path.join(d, f"{fname}.safetensors")
+        st.save_file(tensors, path, meta)
+        written.append(path)
+    return written
 
 
 def write_config_fixtures(name: str, out_dir: str):
@@ -176,6 +200,7 @@ def write_config_fixtures(name: str, out_dir: str):
             st.save_file(tensors, path, meta)
             written.append(path)
         written.append(write_cfg_interval_fixture(model, d))
+        written += write_cache_fixtures(model, d)
     return written
 
 

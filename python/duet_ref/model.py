@@ -95,10 +95,12 @@ class DuetModel(nn.Module):
         hp = self.cfg["highpass"]
         return highpass_mask(H, W, hp["rho_c"], hp["tau"]).to(x.device)
 
-    def forward(self, x_t, t, ps: PromptState, refine: bool = True, intermediates: bool = False):
-        """x_t [B, C, H, W], t [B] real-valued -> dict with eps (and eps_s, r, eps_d, alpha, ...)."""
+    def forward(self, x_t, t, ps: PromptState, refine: bool = True, intermediates: bool = False,
+                cache=None):
+        """x_t [B, C, H, W], t [B] real-valued -> dict with eps (and eps_s, r, eps_d, alpha, ...).
+        cache: a cache.BackboneCache consulted by the backbone (docs/caching.md)."""
         c = self.cond(t, ps.p)
-        eps_s, blocks = self.backbone(x_t, c, ps.kvs, ps.mask, ps.p, return_blocks=True)
+        eps_s, blocks = self.backbone(x_t, c, ps.kvs, ps.mask, ps.p, return_blocks=True, cache=cache)
         out = {"c": c, "eps_s": eps_s}
         if intermediates:
             out["blocks"] = blocks

@@ -40,13 +40,16 @@ def initial_noise(n: int, cfg: dict, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_scale: float = 4.0,
              negative_prompt: str = "", seed: int = 0, refine_every: int | None = None, callback=None,
-             x_T: torch.Tensor | None = None, eps_callback=None, cfg_interval=None, guided_callback=None):
+             x_T: torch.Tensor | None = None, eps_callback=None, cfg_interval=None, guided_callback=None,
+             cache=None, cache_callback=None):
     """prompts: list of n strings -> images [n, C, H, W] in [-1, 1].
 
     refine_every None -> the config's inference.refine_every. callback(i, x) after every step.
     x_T overrides the seeded initial noise. eps_callback(i, t, eps) gets every step's guided output.
     cfg_interval (lo, hi): guidance only where lo <= sigma(t) <= hi (module docstring);
     guided_callback(i, guided) reports each step's decision.
+    cache: a backbone cache spec (cache.parse_cache: "step:0.3", "block:1,0,0.1", ...) — one
+    cache.BackboneCache for the run; cache_callback(i, computed) reports each call's decision.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
@@ -58,6 +61,20 @@ def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_sca
     ps = model.encode_prompt(list(prompts) + [negative_prompt] * n)
     ps_cond = model.encode_prompt(list(prompts)) if cfg_interval is not None else None
     sched = Schedule(cfg)
+    bc = None
+    if cache is not None:
+        from .cache import BackboneCache, parse_cache
+        spec = parse_cache(cache) if isinstance(cache, str) else cache
+        bc = BackboneCache(spec, len(model.backbone.blocks)) if spec else None
+
+    def run_model(xin, tt, prompt_state, i):
+        if bc is None:
+            return model(xin, tt, prompt_state, refine=refine_at(i, refine_every))["eps"]
+        bc.eligible = spec["start"] <= i / steps < spec["end"]
+        out = model(xin, tt, prompt_state, refine=refine_at(i, refine_every), cache=bc)["eps"]
+        if cache_callback:
+            cache_callback(i, bc.decisions[-1])
+        return out
 
     def eps_fn(x, t, i):
         if cfg_interval is not None:
@@ -67,13 +84,13 @@ def generate(model, prompts, steps: int = 20, sampler: str = "dpmpp_2m", cfg_sca
                 guided_callback(i, guided)
             if not guided:
                 tt = torch.full((n,), float(t), dtype=torch.float32)
-                eps = model(x, tt, ps_cond, refine=refine_at(i, refine_every))["eps"]
+                eps = run_model(x, tt, ps_cond, i)
                 if eps_callback:
                     eps_callback(i, t, eps)
                 return eps
         xin = torch.cat([x, x], dim=0)
         tt = torch.full((2 * n,), float(t), dtype=torch.float32)
-        out = model(xin, tt, ps, refine=refine_at(i, refine_every))["eps"]
+        out = run_model(xin, tt, ps, i)
         eps_c, eps_u = out[:n], out[n:]
         eps = eps_u + cfg_scale * (eps_c - eps_u)
         if eps_callback:

@@ -1,13 +1,15 @@
 // The semantic backbone (backbone.py): patch embedding + pos, DiT blocks with adaLN-Zero,
 // self-attention, text cross-attention gated by sigmoid(sem_gate(p)), MLP; final layer, unpatchify.
+#include <cstring>
 #include <string>
 
+#include "model/backbone_cache_state.h"
 #include "model/context_state.h"
 
 namespace duet {
 
 void backbone_forward(Context::State& s, const float* x, int64_t B, const float* c_silu,
-                      const PromptState& ps, float* eps_s) {
+                      const PromptState& ps, float* eps_s, std::span<CacheMember> cache) {
   const Model::Impl& m = *s.m;
   const Backend& be = *s.be;
   const ModelConfig& cfg = m.cfg;
@@ -23,6 +25,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   float* o = s.ws.alloc(BN * D);         // [B, N, D] branch output
   float* hid = s.ws.alloc(BN * hidden);  // [B, N, rD]
   float* ada = s.ws.alloc(B * 6 * D);    // [B, 6D] = sh1 sc1 g1 sh2 sc2 g2
+  float* h0 = s.ws.alloc(BN * D);        // [B, N, D] cache members: h at the start of their span
   bool any_slab = false;
   for (int64_t i = 0; i < cfg.backbone.depth; ++i) any_slab = any_slab || cfg.backbone.slab(i);
   // [B, heads, d*d + d] kv and z of slab_linear blocks, + the backend's own scratch
@@ -64,11 +67,13 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   ca.nk = L;
   ca.key_mask = ps.key_mask.as<uint8_t>();
 
-  for (size_t i = 0; i < m.blocks.size(); ++i) {
+  auto run_block = [&](size_t i, bool xn_ready) {
     const DiTBlockW& blk = m.blocks[i];
-    be.linear(*blk.ada, c_silu, B, ada);
     // x = x + g1 * attn(modulate(ln(x), sh1, sc1))
-    be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
+    if (!xn_ready) {
+      be.linear(*blk.ada, c_silu, B, ada);
+      be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
+    }
     be.linear(*blk.qkv, xn, BN, qkv);
     if (cfg.backbone.slab(static_cast<int64_t>(i))) {
       la.dwc_w = blk.dwc_w;
@@ -93,6 +98,59 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
     be.linear(*blk.fc2, hid, BN, o);
     be.add_gated_rows(h, o, ada + 5 * D, 6 * D, B, N, D);
     if (s.hook) s.hook_view("block." + std::to_string(i), h, {B, N, D});
+  };
+
+  const int64_t depth = static_cast<int64_t>(m.blocks.size());
+  if (cache.empty()) {
+    for (int64_t i = 0; i < depth; ++i) run_block(static_cast<size_t>(i), false);
+  } else {
+    // Cached spans (duet/backbone_cache.h). Per member: at block a snapshot h into h0 and decide;
+    // at block e either res = h − h0 (computed) or h = h0 + res (reused). A block runs unless
+    // every row of the call is inside a reusing member's span.
+    const int64_t ND = N * D;
+    auto at = [&](float* base, const CacheMember& mb) { return base + mb.row0 * ND; };
+    auto finish = [&](CacheMember& mb) {
+      BackboneCache::State& c = mb.cache->state();
+      const size_t bytes = sizeof(float) * static_cast<size_t>(mb.rows * ND);
+      if (c.computing) {
+        be.copy(c.res.f32(), at(h, mb), bytes);
+        be.add_gated_rows(c.res.f32(), at(h0, mb), c.minus_one.f32(), 0, mb.rows, N, D);
+      } else {
+        be.copy(at(h, mb), at(h0, mb), bytes);
+        be.add(at(h, mb), c.res.f32(), 1, mb.rows * ND);
+      }
+    };
+    for (int64_t i = 0; i <= depth; ++i) {
+      bool xn_ready = false;
+      int64_t reusing = 0;  // rows of the call inside a reusing member's span at block i
+      for (CacheMember& mb : cache) {
+        BackboneCache::State& c = mb.cache->state();
+        const size_t count = static_cast<size_t>(mb.rows * ND);
+        if (i == 0 && c.spec.mode == CacheMode::kBlock)  // h_in for the indicator h_F − h_in
+          std::memcpy(c.h_in.data(), c.host_rows(at(h, mb), count), sizeof(float) * count);
+        if (i == c.e) finish(mb);
+        if (i == c.a) {
+          be.copy(at(h0, mb), at(h, mb), sizeof(float) * count);
+          const float* ind = nullptr;
+          if (c.spec.mode == CacheMode::kStep) {  // block 0's modulated input
+            if (!xn_ready) {
+              be.linear(*m.blocks[0].ada, c_silu, B, ada);
+              be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
+              xn_ready = true;
+            }
+            ind = c.host_rows(at(xn, mb), count);
+          } else {  // the first F blocks' residual h_F − h_in
+            const float* hf = c.host_rows(at(h, mb), count);
+            for (size_t k = 0; k < count; ++k) c.ind[k] = hf[k] - c.h_in[k];
+            ind = c.ind.data();
+          }
+          c.computing = c.decide(ind, mb.rows, mb.eligible);
+          mb.computed = c.computing;
+        }
+        if (i >= c.a && i < c.e && !c.computing) reusing += mb.rows;
+      }
+      if (i < depth && reusing < B) run_block(static_cast<size_t>(i), xn_ready);
+    }
   }
   // final layer: linear(modulate(ln(x), shift, scale)) -> [B, N, p*p*C] -> unpatchify
   float* y = s.ws.alloc(BN * cfg.patch_dim());  // [B, N, p*p*C]

@@ -2,6 +2,7 @@
 // orchestration of model.py DuetModel.forward: conditioning, backbone, refiner, HP, gate, fusion.
 #include <cstring>
 
+#include "model/backbone_cache_state.h"
 #include "model/context_state.h"
 
 namespace duet {
@@ -10,6 +11,32 @@ Context::Context() : s_(std::make_unique<State>()) {}
 Context::~Context() = default;
 
 namespace {
+// Members of a cached call: a cache made for this Context's shape, disjoint rows inside [0, B).
+Status check_cache_members(const Context::State& s, std::span<CacheMember> members, int64_t B) {
+  const ModelConfig& cfg = s.m->cfg;
+  const int64_t N = (s.H / cfg.backbone.patch) * (s.W / cfg.backbone.patch);
+  for (size_t i = 0; i < members.size(); ++i) {
+    const CacheMember& a = members[i];
+    if (!a.cache) return invalid_argument("denoise: cache member " + std::to_string(i) + " has no cache");
+    BackboneCache::State& c = a.cache->state();
+    if (c.be != s.be || c.N != N || c.D != cfg.backbone.width || c.depth != cfg.backbone.depth)
+      return invalid_argument("denoise: cache member " + std::to_string(i) +
+                              " was made for another model or image size");
+    if (a.rows < 1 || a.row0 < 0 || a.row0 + a.rows > B || a.rows > c.cap_rows)
+      return invalid_argument("denoise: cache member " + std::to_string(i) + " rows [" +
+                              std::to_string(a.row0) + ", " + std::to_string(a.row0 + a.rows) +
+                              ") outside the call's " + std::to_string(B) +
+                              " rows or over its cache's " + std::to_string(c.cap_rows));
+    for (size_t j = 0; j < i; ++j) {
+      const CacheMember& b = members[j];
+      if (b.cache == a.cache || (a.row0 < b.row0 + b.rows && b.row0 < a.row0 + a.rows))
+        return invalid_argument("denoise: cache members " + std::to_string(j) + " and " +
+                                std::to_string(i) + " overlap or share a cache");
+    }
+  }
+  return Status::ok();
+}
+
 Tensor batch_view(const Tensor& t, int64_t b) {
   if (t.empty() || b == 0) return Tensor{};
   Shape sh = t.shape();
@@ -157,6 +184,11 @@ Status Context::denoise(const Tensor& x_t, const Tensor& t, const PromptState& p
 
 Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptState& ps,
                              int64_t refine_rows) {
+  return denoise_cached(x_t, t, ps, refine_rows, {});
+}
+
+Status Context::denoise_cached(const Tensor& x_t, const Tensor& t, const PromptState& ps,
+                               int64_t refine_rows, std::span<CacheMember> members) {
   State& s = *s_;
   const Model::Impl& m = *s.m;
   const Backend& be = *s.be;
@@ -180,6 +212,7 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
   if (refine_rows < 0 || refine_rows > B)
     return invalid_argument("denoise: refine_rows must be in [0, " + std::to_string(B) + "], got " +
                             std::to_string(refine_rows));
+  DUET_RETURN_IF_ERROR(check_cache_members(s, members, B));
   s.last_b = B;
   s.last_refined = 0;
   for (auto* mirror : {&s.h_c, &s.h_eps_s, &s.h_r, &s.h_eps_d, &s.h_eps, &s.h_alpha})
@@ -211,7 +244,7 @@ Status Context::denoise_rows(const Tensor& x_t, const Tensor& t, const PromptSta
   float* c_silu = s.ws.alloc(B * D);
   be.silu(c, c_silu, B * D);
 
-  backbone_forward(s, x, B, c_silu, ps, s.eps_s.f32());
+  backbone_forward(s, x, B, c_silu, ps, s.eps_s.f32(), members);
   s.emit("eps_s", s.eps_s.f32(), B, C, s.H, s.W);
   // Rows [R, B) take the backbone's prediction as is.
   const int64_t R = refine_rows;

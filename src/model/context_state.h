@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,8 +60,9 @@ int64_t plan_workspace_bytes(const Model::Impl& m, int64_t B, int64_t H, int64_t
 std::string format_bytes(int64_t bytes);
 
 // eps_s [B, C, H, W] = Backbone(x [B, C, H, W], SiLU(c) [B, D], prompt)
+// cache: the requests whose rows use a backbone cache (backbone_cache.h; empty = none).
 void backbone_forward(Context::State& s, const float* x, int64_t b, const float* c_silu,
-                      const PromptState& ps, float* eps_s);
+                      const PromptState& ps, float* eps_s, std::span<CacheMember> cache = {});
 // r [B, C, H, W] = Refiner(concat[x, eps_s], c)
 void refiner_forward(Context::State& s, const float* x, const float* eps_s, int64_t b,
                      const float* c, const float* c_silu, float* r);

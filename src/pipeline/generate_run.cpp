@@ -53,6 +53,7 @@ struct GenerateRun::State {
   bool guided = false;
   float g = 1.0f;
   int call = 0;  // next model call
+  double cache_start = 0, cache_end = 1;  // GenerateParams::cache START, END
   Clock::time_point t_start, t_loop, t_call;
   bool finished = false;
   // Inpainting (empty unless GenerateParams::mask): per-pixel mask m [H, W], the init images
@@ -119,6 +120,10 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::start(const DenoiserInfo& info
   r.samples = Tensor::zeros({s.n, C, H, W});
   r.refined_calls.reserve(r.num_calls);
   r.guided_calls.reserve(r.num_calls);
+  r.cache_skipped_calls.reserve(r.num_calls);
+  r.cache = cache_spec_string(p.cache);
+  s.cache_start = p.cache.start;
+  s.cache_end = p.cache.end;
   r.timings.call_s.reserve(r.num_calls);
   float* x = r.samples.f32();
   if (p.rng == "torch") {
@@ -174,6 +179,17 @@ bool GenerateRun::refine_at(int call) const {
   return call >= 0 && call < s_->r.num_calls && s_->refine[call];
 }
 void GenerateRun::add_encode_seconds(double sec) { s_->r.timings.encode_s += sec; }
+bool GenerateRun::cache_eligible_next() const {
+  const double f = static_cast<double>(s_->call) / s_->r.num_calls;
+  return f >= s_->cache_start && f < s_->cache_end;
+}
+void GenerateRun::note_cache(bool computed) {
+  if (!computed && !done()) s_->r.cache_skipped_calls.push_back(s_->call);
+}
+void GenerateRun::set_cache_blocks(int64_t run, int64_t total) {
+  s_->r.backbone_blocks_run = run;
+  s_->r.backbone_blocks_total = total;
+}
 
 void GenerateRun::write_input(float* in, float* t) {
   State& s = *s_;

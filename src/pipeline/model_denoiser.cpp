@@ -19,8 +19,16 @@ class ModelPrompt : public PromptEmbedding {
   PromptState state;
 };
 
+class ModelCache : public DenoiserCache {
+ public:
+  explicit ModelCache(std::unique_ptr<BackboneCache> c) : cache(std::move(c)) {}
+  const CacheStats& stats() const override { return cache->stats(); }
+  std::unique_ptr<BackboneCache> cache;
+};
+
 class ModelDenoiser : public Denoiser {
  public:
+  static constexpr size_t kMaxMembers = 256;  // cached requests in one call
   explicit ModelDenoiser(std::shared_ptr<const Model> m) : model_(std::move(m)) {
     const ModelConfig& c = model_->config();
     info_.name = c.name;
@@ -35,6 +43,8 @@ class ModelDenoiser : public Denoiser {
     info_.refine_every = static_cast<int>(c.inference.refine_every);
     info_.cfg_scale = static_cast<float>(c.inference.cfg_scale);
     info_.supports_other_sizes = true;
+    info_.depth = static_cast<int>(c.backbone.depth);
+    members_.reserve(kMaxMembers);
   }
 
   const DenoiserInfo& info() const override { return info_; }
@@ -95,7 +105,28 @@ class ModelDenoiser : public Denoiser {
 
   Status denoise_mixed(const float* x, const float* t, int batch, int height, int width,
                        const PromptEmbedding& prompts, int refine_rows, float* out) override {
+    return denoise_cached(x, t, batch, height, width, prompts, refine_rows, {}, out);
+  }
+
+  Result<std::unique_ptr<DenoiserCache>> make_cache(const CacheSpec& spec, int rows) override {
+    if (!ctx_) return internal_error("make_cache called before prepare");
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<BackboneCache> c, BackboneCache::create(*ctx_, spec, rows));
+    return std::unique_ptr<DenoiserCache>(std::make_unique<ModelCache>(std::move(c)));
+  }
+
+  Status denoise_cached(const float* x, const float* t, int batch, int height, int width,
+                        const PromptEmbedding& prompts, int refine_rows,
+                        std::span<DenoiserCacheUse> uses, float* out) override {
     if (!ctx_) return internal_error("denoise called before prepare");
+    if (uses.size() > kMaxMembers)
+      return invalid_argument("denoise: more than " + std::to_string(kMaxMembers) +
+                              " cached requests in one call");
+    members_.clear();  // within the reserved capacity: no allocation
+    for (const DenoiserCacheUse& u : uses) {
+      if (!u.cache) return invalid_argument("denoise: a cached request without a cache");
+      members_.push_back({static_cast<ModelCache*>(u.cache)->cache.get(), u.row0, u.rows,
+                          u.eligible, false});
+    }
     // Views are rebuilt only when the caller's buffers change (the pipeline's never do), so the
     // steady state allocates nothing.
     if (x != x_ptr_ || batch != batch_ || height != h_ || width != w_) {
@@ -110,8 +141,9 @@ class ModelDenoiser : public Denoiser {
     h_ = height;
     w_ = width;
     const auto& ps = static_cast<const ModelPrompt&>(prompts).state;
-    DUET_RETURN_IF_ERROR(ctx_->denoise_rows(x_view_, t_view_, ps, refine_rows));
-    ctx_->copy_eps(out);  // [batch, C, H, W]: denoise_rows checked the shape
+    DUET_RETURN_IF_ERROR(ctx_->denoise_cached(x_view_, t_view_, ps, refine_rows, members_));
+    ctx_->copy_eps(out);  // [batch, C, H, W]: denoise_cached checked the shape
+    for (size_t i = 0; i < uses.size(); ++i) uses[i].computed = members_[i].computed;
     return Status::ok();
   }
 
@@ -124,6 +156,7 @@ class ModelDenoiser : public Denoiser {
   const float* t_ptr_ = nullptr;
   int batch_ = 0, h_ = 0, w_ = 0;
   int64_t memory_limit_ = 0;
+  std::vector<CacheMember> members_;  // denoise_cached's, reserved kMaxMembers
 };
 
 }  // namespace

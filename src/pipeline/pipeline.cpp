@@ -110,6 +110,8 @@ Status validate_generate_params(const GenerateParams& p, const DenoiserInfo& inf
         std::to_string(p.cfg_sigma_lo) + "," + std::to_string(p.cfg_sigma_hi));
   if (lo_set && p.cfg_scale == 1.0f)
     return invalid_argument("a cfg interval needs guidance (cfg scale != 1)");
+  if (p.cache.mode != CacheMode::kOff && info.depth > 0)
+    DUET_RETURN_IF_ERROR(check_cache_spec(p.cache, info.depth));
   if (p.png_bit_depth != 8 && p.png_bit_depth != 16)
     return invalid_argument("PNG bit depth must be 8 or 16, got " +
                             std::to_string(p.png_bit_depth));
@@ -139,16 +141,34 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& p,
 
   // --- buffers (nothing in the loop allocates) ---
   DUET_RETURN_IF_ERROR(model.prepare(rows, H, W));
+  std::unique_ptr<DenoiserCache> cache;
+  if (p.cache.mode != CacheMode::kOff) {
+    DUET_ASSIGN_OR_RETURN(cache, model.make_cache(p.cache, rows));
+  }
   std::vector<float> model_in(run->row_floats() * rows), model_out(model_in.size()), t(rows);
+  int64_t calls = 0;
   while (!run->done()) {
     if (cancel && cancel->load(std::memory_order_relaxed)) return run->cancelled();
     const bool refine = run->refine_next();
     const int b = run->rows_next();
     run->write_input(model_in.data(), t.data());
-    DUET_RETURN_IF_ERROR(model.denoise(model_in.data(), t.data(), b, H, W, b == rows ? *emb : *cond,
-                                       refine, model_out.data()));
+    const PromptEmbedding& e = b == rows ? *emb : *cond;
+    if (cache) {
+      DenoiserCacheUse use{cache.get(), 0, b, run->cache_eligible_next()};
+      DUET_RETURN_IF_ERROR(model.denoise_cached(model_in.data(), t.data(), b, H, W, e,
+                                                refine ? b : 0, {&use, 1}, model_out.data()));
+      run->note_cache(use.computed);
+    } else {
+      DUET_RETURN_IF_ERROR(
+          model.denoise(model_in.data(), t.data(), b, H, W, e, refine, model_out.data()));
+    }
+    ++calls;
     DUET_RETURN_IF_ERROR(run->complete(model_out.data(), progress));
   }
+  if (cache)
+    run->set_cache_blocks(cache->stats().blocks_run, cache->stats().blocks_total);
+  else
+    run->set_cache_blocks(calls * model.info().depth, calls * model.info().depth);
   return run->finish();
 }
 

@@ -102,6 +102,11 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
     p.cfg_sigma_lo = std::stod(iv.substr(0, iv.find(',')));
     p.cfg_sigma_hi = std::stod(iv.substr(iv.find(',') + 1));
   }
+  if (const std::string c = meta(*file, "cache"); !c.empty()) {
+    auto spec = parse_cache_spec(c);
+    ASSERT_TRUE(spec.is_ok()) << spec.status().to_string();
+    p.cache = *spec;
+  }
   p.rng = "torch";
 
   auto xT = file->load_f32("x_T");
@@ -139,6 +144,22 @@ TEST_P(ReferenceSample, MatchesPythonPipeline) {
     EXPECT_LT(expect.size(), flags.size());
   } else {
     EXPECT_EQ(r->guided_evaluations, p.steps);
+  }
+
+  // Backbone cache: the same calls reused as the reference decided (and some of each kind).
+  if (const TensorEntry* e = file->find("computed")) {
+    std::vector<int64_t> flags(e->numel);
+    std::memcpy(flags.data(), e->data, e->nbytes);
+    std::vector<int> expect;
+    for (size_t i = 0; i < flags.size(); ++i)
+      if (!flags[i]) expect.push_back(static_cast<int>(i));
+    EXPECT_EQ(r->cache_skipped_calls, expect);
+    EXPECT_GT(expect.size(), 0u);
+    EXPECT_LT(expect.size(), flags.size());
+    EXPECT_LT(r->backbone_blocks_run, r->backbone_blocks_total);
+  } else {
+    EXPECT_TRUE(r->cache_skipped_calls.empty());
+    EXPECT_EQ(r->backbone_blocks_run, r->backbone_blocks_total);
   }
 
   // Every step and the final image.
@@ -234,7 +255,9 @@ INSTANTIATE_TEST_SUITE_P(TinyDemo, ReferenceSample, ::testing::ValuesIn([] {
                            for (BackendKind k : kinds)
                              for (const char* s :
                                   {"sample_ddim", "sample_dpmpp_2m", "sample_dpmpp_2m_norefine",
-                                   "sample_dpmpp_2m_cfginterval"})
+                                   "sample_dpmpp_2m_cfginterval", "sample_dpmpp_2m_stepcache",
+                                   "sample_dpmpp_2m_blockcache",
+                                   "sample_dpmpp_2m_blockcache_cfginterval"})
                                cases.push_back({s, k});
                            return cases;
                          }()),
