@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/backbone_cache.h"
 #include "duet/png.h"
 #include "duet/status.h"
 
@@ -36,6 +37,7 @@ struct ImageRequest {
   bool karras = false;   // Karras sigmas (every sampler except ddim / ddpm)
   // Guidance interval (GenerateParams::cfg_sigma_lo / hi; both < 0 = guidance on every call).
   double cfg_sigma_lo = -1, cfg_sigma_hi = -1;
+  CacheSpec cache;  // backbone cache (GenerateParams::cache; the request field "cache")
   // img2img (null = txt2img): the start image [C, H, W] in [-1, 1] (C = EngineInfo::channels,
   // H, W = height, width), re-noised to `strength` of the schedule. Shared: requests are copied.
   std::shared_ptr<const std::vector<float>> init_image;
@@ -76,6 +78,8 @@ struct ImageOutput {
   std::vector<int64_t> seeds;               // per image
   std::vector<ImageParameters> parameters;  // per image: the PNG `parameters` chunk
   int model_evaluations = 0;                // denoiser calls this request took part in
+  int cache_reused_calls = 0;               // of which reused its cached backbone span
+  int64_t backbone_blocks_run = 0, backbone_blocks_total = 0;  // GenerateResult's counts
   ImageTimings timings;
 };
 
@@ -104,6 +108,9 @@ class BatchFeed {
 struct EngineStats {
   int64_t denoiser_evaluations = 0;  // batched denoiser calls
   int64_t denoiser_rows = 0;         // rows summed over those calls
+  // Backbone blocks the finished requests needed, and would have needed without caching.
+  int64_t backbone_blocks_run = 0, backbone_blocks_total = 0;
+  int64_t cache_reused_calls = 0;  // request calls that reused a cached backbone span
   int64_t prompt_cache_hits = 0;
   int64_t prompt_cache_misses = 0;
   int64_t prompt_cache_bytes = 0;

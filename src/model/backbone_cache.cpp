@@ -123,9 +123,9 @@ Result<std::unique_ptr<BackboneCache>> BackboneCache::create(const Context& ctx,
   if (spec.mode == CacheMode::kOff)
     return invalid_argument("BackboneCache::create: the cache spec is off");
   DUET_RETURN_IF_ERROR(check_cache_spec(spec, cfg.backbone.depth));
-  if (rows < 1 || rows > ctx.max_batch())
+  if (rows < 1 || rows > 65536)
     return invalid_argument("BackboneCache::create: rows must be in [1, " +
-                            std::to_string(ctx.max_batch()) + "], got " + std::to_string(rows));
+                            std::to_string(65536) + "], got " + std::to_string(rows));
   std::unique_ptr<BackboneCache> cache(new BackboneCache());
   State& s = *cache->s_;
   s.spec = spec;

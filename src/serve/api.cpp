@@ -92,6 +92,7 @@ json request_json(const ImageRequest& r) {
   json j = request_object(r);
   if (r.karras) j["karras"] = true;
   if (r.cfg_sigma_lo >= 0) j["cfg_interval"] = {r.cfg_sigma_lo, r.cfg_sigma_hi};
+  if (r.cache.mode != CacheMode::kOff) j["cache"] = cache_spec_string(r.cache);
   if (r.init_image) {
     j["init_image"] = true;
     j["strength"] = std::stod(fmt_float(static_cast<float>(r.strength)));
@@ -123,6 +124,11 @@ json job_object_locked(const Job& job) {
     t["encode_s"] = job.output->timings.encode_s;
     t["denoise_s"] = job.output->timings.denoise_s;
     j["model_evaluations"] = job.output->model_evaluations;
+    if (job.request.cache.mode != CacheMode::kOff)
+      j["cache"] = {{"spec", cache_spec_string(job.request.cache)},
+                    {"reused_calls", job.output->cache_reused_calls},
+                    {"backbone_blocks_run", job.output->backbone_blocks_run},
+                    {"backbone_blocks_total", job.output->backbone_blocks_total}};
   }
   t["total_s"] = t["queue_s"].get<double>() + t["run_s"].get<double>();
   j["timings"] = t;
@@ -156,7 +162,8 @@ std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann:
   static const std::set<std::string> known = {
       "prompt",  "n",         "size",  "response_format", "negative_prompt", "steps",
       "sampler", "cfg_scale", "seed",  "refine_every",    "model",           "user",
-      "quality", "style",     "width", "height",          "karras",          "cfg_interval"};
+      "quality", "style",     "width", "height",          "karras",          "cfg_interval",
+      "cache"};
   static const std::set<std::string> known_img2img = {"image", "mask", "strength"};
   for (const auto& [k, v] : j.items())
     if (!known.count(k) && !(options.img2img && known_img2img.count(k)))
@@ -256,6 +263,14 @@ std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann:
     r.cfg_sigma_lo = lo;
     r.cfg_sigma_hi = hi;
   }
+  if (j.contains("cache") && !j["cache"].is_null()) {
+    if (!j["cache"].is_string())
+      return bad("cache", "'cache' must be a string (off | on | step:THRESH[,START,END] | "
+                          "block:F,B,THRESH[,START,END]), got " + j["cache"].dump());
+    auto spec = parse_cache_spec(j["cache"].get<std::string>(), "'cache'");
+    if (!spec.is_ok()) return bad("cache", spec.status().message());
+    r.cache = *spec;
+  }
   if (options.img2img && j.contains("strength") && !j["strength"].is_null()) {
     const json& c = j["strength"];
     const double d = c.is_number() ? c.get<double>() : -1;
@@ -271,7 +286,7 @@ std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann:
 std::optional<ApiError> engine_check(const ImageEngine& engine, const ImageRequest& r) {
   const Status st = engine.validate(r);
   if (st.is_ok()) return std::nullopt;
-  ApiError e = bad("", st.message());
+  ApiError e = bad(st.message().rfind("cache", 0) == 0 ? "cache" : "", st.message());
   if (st.code() == StatusCode::kResourceExhausted) {  // over the server's memory cap
     e.status = 413;
     e.param = "n";

@@ -50,7 +50,8 @@ std::string request_to_json(const ImageRequest& r) {
             {"karras", r.karras},
             {"cfg_sigma_lo", r.cfg_sigma_lo},
             {"cfg_sigma_hi", r.cfg_sigma_hi},
-            {"strength", r.strength}};
+            {"strength", r.strength},
+            {"cache", cache_spec_string(r.cache)}};
   if (r.init_image) j["init_image"] = floats_b64(*r.init_image);
   if (r.mask) j["mask"] = floats_b64(*r.mask);
   return j.dump();
@@ -75,6 +76,9 @@ Result<ImageRequest> request_from_json(const std::string& text) {
     r.cfg_sigma_lo = j.at("cfg_sigma_lo").get<double>();
     r.cfg_sigma_hi = j.at("cfg_sigma_hi").get<double>();
     r.strength = j.at("strength").get<double>();
+    if (j.contains("cache")) {
+      DUET_ASSIGN_OR_RETURN(r.cache, parse_cache_spec(j.at("cache").get<std::string>()));
+    }
     for (const char* key : {"init_image", "mask"}) {
       if (!j.contains(key)) continue;
       auto v = std::make_shared<std::vector<float>>();

@@ -102,6 +102,15 @@ std::string Metrics::render(const QueueGauges& q, const EngineStats& e) {
          static_cast<double>(e.denoiser_evaluations));
   scalar(&out, "duet_denoiser_rows_total", "counter", "Rows over all denoiser calls.",
          static_cast<double>(e.denoiser_rows));
+  scalar(&out, "duet_backbone_blocks_run_total", "counter",
+         "Backbone blocks finished requests needed (with their caches).",
+         static_cast<double>(e.backbone_blocks_run));
+  scalar(&out, "duet_backbone_blocks_uncached_total", "counter",
+         "Backbone blocks the same requests would have needed without caching.",
+         static_cast<double>(e.backbone_blocks_total));
+  scalar(&out, "duet_cache_reused_calls_total", "counter",
+         "Request calls that reused a cached backbone span.",
+         static_cast<double>(e.cache_reused_calls));
   scalar(&out, "duet_denoiser_evaluations_per_second", "gauge",
          "Denoiser calls per second since the previous scrape.", evals_per_s_);
   scalar(&out, "duet_prompt_cache_hits_total", "counter", "Prompt cache hits.",

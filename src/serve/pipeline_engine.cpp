@@ -37,6 +37,7 @@ namespace {
 
 struct Counters {
   std::atomic<int64_t> evaluations{0}, rows{0}, memory_refused{0};
+  std::atomic<int64_t> blocks_run{0}, blocks_total{0}, cache_reused{0};
 };
 
 // One request of a batch while it runs.
@@ -44,6 +45,7 @@ struct Member {
   EngineJob job;
   GenerateParams params;
   std::unique_ptr<GenerateRun> run;
+  std::unique_ptr<DenoiserCache> cache;  // the request's backbone cache (made on its first call)
   GenerateProgressFn progress;
   Status status;         // set when the request failed or was cancelled
   bool active = false;   // started and neither failed nor finished
@@ -151,6 +153,7 @@ class BatchRunner {
     if (t_.size() < static_cast<size_t>(rows)) t_.resize(rows);
     group_.reserve(m);
     order_.reserve(m);
+    uses_.reserve(m);
     handled_.assign(m, false);
     key_.assign(3 * ((m + 63) / 64), 0);
     memo_.clear();
@@ -254,7 +257,31 @@ class BatchRunner {
       DUET_RETURN_IF_ERROR(real_.prepare(rows, h, w));
       prepared_rows_ = rows, prepared_h_ = h, prepared_w_ = w;
     }
-    if (refine_rows == 0 || refine_rows == rows) {
+    // Members with a backbone cache consult it (each gets its solo result: denoise_cached).
+    uses_.clear();
+    int row0 = 0;
+    for (int j : group) {
+      Member& mb = members[j];
+      if (mb.params.cache.mode != CacheMode::kOff) {
+        if (!mb.cache) {
+          auto c = real_.make_cache(mb.params.cache, mb.run->rows());
+          if (!c.is_ok()) {
+            fail_unless_ok(mb, c.status());
+            return c.status();
+          }
+          mb.cache = std::move(c).value();
+        }
+        uses_.push_back({mb.cache.get(), row0, mb.run->rows_next(), mb.run->cache_eligible_next()});
+      }
+      row0 += mb.run->rows_next();
+    }
+    if (!uses_.empty()) {
+      DUET_RETURN_IF_ERROR(real_.denoise_cached(x_.data(), t_.data(), rows, h, w, **emb,
+                                                refine_rows, uses_, out_.data()));
+      size_t k = 0;
+      for (int j : group)
+        if (members[j].cache) members[j].run->note_cache(uses_[k++].computed);
+    } else if (refine_rows == 0 || refine_rows == rows) {
       DUET_RETURN_IF_ERROR(
           real_.denoise(x_.data(), t_.data(), rows, h, w, **emb, refine_rows > 0, out_.data()));
     } else {
@@ -345,6 +372,7 @@ class BatchRunner {
   std::vector<float> x_, t_, out_;  // [rows, C, H, W], [rows]: the largest call's size
   std::vector<int> group_;          // members of the call being formed
   std::vector<int> order_;          // scratch: group_ reordered, refining members first
+  std::vector<DenoiserCacheUse> uses_;  // the call's members with a backbone cache
   std::vector<bool> handled_;       // per member, this round
   std::vector<uint64_t> key_;       // bit sets of a group's members and refining members
   std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
@@ -377,6 +405,7 @@ GenerateParams to_generate_params(const ImageRequest& r) {
   p.karras = r.karras;
   p.cfg_sigma_lo = r.cfg_sigma_lo;
   p.cfg_sigma_hi = r.cfg_sigma_hi;
+  p.cache = r.cache;
   if (r.init_image) {
     p.init_image = *r.init_image;
     p.strength = r.strength;
@@ -488,6 +517,9 @@ class PipelineEngine : public ImageEngine {
     EngineStats s;
     s.denoiser_evaluations = counters_.evaluations.load();
     s.denoiser_rows = counters_.rows.load();
+    s.backbone_blocks_run = counters_.blocks_run.load();
+    s.backbone_blocks_total = counters_.blocks_total.load();
+    s.cache_reused_calls = counters_.cache_reused.load();
     s.prompt_cache_hits = cache_.hits();
     s.prompt_cache_misses = cache_.misses();
     s.prompt_cache_bytes = cache_.bytes();
@@ -518,8 +550,15 @@ class PipelineEngine : public ImageEngine {
   // A member's result once it has left the batch.
   Result<ImageOutput> collect(Member& mb) const {
     if (!mb.status.is_ok()) return mb.status;
+    const int64_t depth = model_->info().depth;
+    if (mb.cache)
+      mb.run->set_cache_blocks(mb.cache->stats().blocks_run, mb.cache->stats().blocks_total);
     Result<GenerateResult> r = mb.run->finish();
     if (!r.is_ok()) return r.status();
+    if (!mb.cache) r->backbone_blocks_run = r->backbone_blocks_total = r->model_evaluations * depth;
+    counters_.blocks_run.fetch_add(r->backbone_blocks_run);
+    counters_.blocks_total.fetch_add(r->backbone_blocks_total);
+    counters_.cache_reused.fetch_add(static_cast<int64_t>(r->cache_skipped_calls.size()));
     return to_output(mb.params, *r, model_->info());
   }
 
@@ -534,6 +573,9 @@ class PipelineEngine : public ImageEngine {
     o.seeds = r.seeds;
     for (int k = 0; k < gp.n; ++k) o.parameters.push_back(image_parameters(gp, r, info, k));
     o.model_evaluations = r.model_evaluations;
+    o.cache_reused_calls = static_cast<int>(r.cache_skipped_calls.size());
+    o.backbone_blocks_run = r.backbone_blocks_run;
+    o.backbone_blocks_total = r.backbone_blocks_total;
     o.timings.encode_s = r.timings.encode_s;
     o.timings.denoise_s = r.timings.denoise_s;
     o.timings.total_s = r.timings.total_s;

@@ -206,6 +206,14 @@ TEST(ServeApi, ValidationErrorsName400Fields) {
       {R"({"prompt":"x","cfg_interval":"0.3,5"})", "cfg_interval"},
       {R"({"prompt":"x","cfg_interval":[1]})", "cfg_interval"},
       {R"({"prompt":"x","cfg_scale":1,"cfg_interval":[0.3,5]})", "cfg_interval"},
+      {R"({"prompt":"x","cache":5})", "cache"},
+      {R"({"prompt":"x","cache":"fast"})", "cache"},
+      {R"({"prompt":"x","cache":"step:0"})", "cache"},
+      {R"({"prompt":"x","cache":"step:nan"})", "cache"},
+      {R"({"prompt":"x","cache":"step:0.1,0.5,0.2"})", "cache"},
+      {R"({"prompt":"x","cache":"block:0,0,0.1"})", "cache"},
+      {R"({"prompt":"x","cache":"block:1,-1,0.1"})", "cache"},
+      {R"({"prompt":"x","cache":"block:1,1"})", "cache"},
   };
   for (const char* route : {"/v1/images/generations", "/v1/jobs"}) {
     for (const auto& [body, field] : cases) {

@@ -554,5 +554,57 @@ TEST(ServeBatching, RealModelGuidanceIntervalBatchedEqualsSolo) {
   EXPECT_GT(changed, 1e-3f) << "the interval left the image unchanged";
 }
 
+TEST(ServeBatching, RealModelBackboneCacheBatchedEqualsSolo) {
+  // Requests with step and block caches share calls with uncached ones (mixed calls: blocks run,
+  // reusing rows overwritten) and with each other; alone, a cached request's reusing calls skip
+  // the blocks. Each gets its solo image, and caching changes the image (it is not a no-op).
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
+  auto model = load_denoiser(dir, 2);
+  if (!model.is_ok()) GTEST_SKIP() << model.status().to_string();
+  auto engine = make_pipeline_engine(std::move(model).value());
+  const EngineInfo& info = engine->info();
+  std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a red dress", 1, 4.0f, 2),
+                                    req("a bag", 5, 3.0f, 1), req("a coat", 9, 3.0f, 1),
+                                    req("a shirt", 4, 3.0f, 1)};
+  reqs[1].cache = *parse_cache_spec("step:0.1");  // = reqs[0] with a step cache
+  reqs[2].cache = *parse_cache_spec("block:1,0,0.07");
+  reqs[3].cache = *parse_cache_spec("step:0.2,0.2,0.9");
+  reqs[3].cfg_sigma_lo = 0.5, reqs[3].cfg_sigma_hi = 20;  // row count changes between calls
+  for (auto& r : reqs) {
+    r.width = info.width;
+    r.height = info.height;
+    r.steps = 10;
+  }
+  const auto solo = expect_batched_equals_solo(*engine, reqs);
+  ASSERT_EQ(solo[0].size(), solo[1].size());
+  float changed = 0;
+  for (size_t k = 0; k < solo[0].size(); ++k)
+    changed = std::max(changed, std::abs(solo[0][k] - solo[1][k]));
+  EXPECT_GT(changed, 1e-4f) << "the step cache left the image unchanged";
+  auto out = run(*engine, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(out[i].is_ok());
+    const ImageOutput& o = *out[i];
+    EXPECT_EQ(o.backbone_blocks_total, 2 * 10) << i;  // tiny-demo depth 2, 10 calls
+    if (reqs[i].cache.mode == CacheMode::kOff) {
+      EXPECT_EQ(o.cache_reused_calls, 0) << i;
+      EXPECT_EQ(o.backbone_blocks_run, o.backbone_blocks_total) << i;
+    } else {
+      EXPECT_GT(o.cache_reused_calls, 0) << i;
+      EXPECT_LT(o.backbone_blocks_run, o.backbone_blocks_total) << i;
+    }
+  }
+  const EngineStats st = engine->stats();
+  EXPECT_LT(st.backbone_blocks_run, st.backbone_blocks_total);
+  EXPECT_GT(st.cache_reused_calls, 0);
+  // A block cache that leaves nothing to cache is refused by validate, naming the field.
+  ImageRequest bad = reqs[0];
+  bad.cache = *parse_cache_spec("block:1,1,0.1");
+  const Status v = engine->validate(bad);
+  EXPECT_EQ(v.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(v.message().rfind("cache", 0), 0u) << v.message();
+}
+
 }  // namespace
 }  // namespace duet::testing
