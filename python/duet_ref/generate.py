@@ -15,6 +15,7 @@ import torch
 
 from .checkpoint import load_model
 from .diffusion import SAMPLERS
+from .cache import BackboneCache, parse_cache
 from .pipeline import generate, save_pngs
 
 
@@ -30,6 +31,9 @@ def main(argv=None):
     ap.add_argument("--negative-prompt", default="")
     ap.add_argument("--cfg-interval", default=None, metavar="LO,HI",
                     help="guidance only at steps whose sigma lies in [LO, HI] (duet_ref/pipeline.py)")
+    ap.add_argument("--cache", default="off", metavar="SPEC",
+                    help="backbone cache: off | on | step:THRESH[,START,END] | block:F,B,THRESH[,START,END] "
+                         "(duet_ref/cache.py, docs/caching.md)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refine-every", type=int, default=None, help="K: refine at 0-based steps i with (i+1)%%K==0; 0 = never (default: config inference.refine_every)")
     ap.add_argument("--output-dir", default="out")
@@ -50,9 +54,19 @@ def main(argv=None):
         if not 0 <= lo <= hi:
             ap.error(f"--cfg-interval needs 0 <= LO <= HI, got {args.cfg_interval!r}")
         interval = (lo, hi)
+    try:
+        cache = parse_cache(args.cache)
+        if cache:
+            BackboneCache(cache, len(model.backbone.blocks))  # checks F + B against the depth
+    except ValueError as e:
+        ap.error(f"--cache: {e}")
+    reused = []
     images = generate(model, [args.prompt] * args.num_images, steps=args.steps, sampler=args.sampler,
                       cfg_scale=cfg_scale, negative_prompt=args.negative_prompt, seed=args.seed,
-                      refine_every=args.refine_every, cfg_interval=interval)
+                      refine_every=args.refine_every, cfg_interval=interval, cache=cache,
+                      cache_callback=lambda i, computed: None if computed else reused.append(i))
+    if cache:
+        print(f"cache {args.cache}: reused the backbone span on calls {reused}")
     paths = save_pngs(images, args.output_dir)
     print(f"generated {len(paths)} image(s) in {time.time() - t0:.2f}s: {', '.join(paths)}")
 
