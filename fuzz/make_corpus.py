@@ -82,6 +82,7 @@ def main():
         {"prompt": "x", "negative_prompt": "y", "sampler": "euler_a", "cfg_scale": 2.5, "refine_every": 0,
          "response_format": "b64_json", "model": "fake-duet", "width": 32, "height": 24, "seed": -1},
         {"prompt": "x", "steps": 2.0, "n": None, "user": "u", "quality": "hd", "style": "vivid"},
+        {"prompt": "x", "steps": 3, "cache": "block:1,0,0.1,0.2,0.9", "cfg_interval": [0.5, 20]},
     ]
     for i, b in enumerate(bodies):
         put("serve_request", f"b{i}", json.dumps(b))

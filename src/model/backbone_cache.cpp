@@ -4,7 +4,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -36,10 +35,10 @@ bool parse_int(std::string_view s, int* v) {
   return ec == std::errc() && p == end;
 }
 
-std::string fmt(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.6g", v);
-  return b;
+std::string fmt(double v) {  // the shortest text that reads back as exactly v
+  char b[64];
+  auto [p, ec] = std::to_chars(b, b + sizeof b, v);
+  return ec == std::errc() ? std::string(b, p) : std::string("nan");
 }
 
 }  // namespace

@@ -68,6 +68,7 @@ TEST(FleetProtocol, RequestRoundTripsWithImages) {
   r.init_image = std::make_shared<std::vector<float>>(std::vector<float>{-1.f, 0.25f, 1.f});
   r.mask = std::make_shared<std::vector<float>>(std::vector<float>{0.f, 1.f});
   r.strength = 0.6;
+  r.cache = *parse_cache_spec("block:2,1,0.123456789012345,0.1,0.9");
   auto back = fleet::request_from_json(fleet::request_to_json(r));
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
   EXPECT_EQ(back->prompt, r.prompt);
@@ -84,6 +85,11 @@ TEST(FleetProtocol, RequestRoundTripsWithImages) {
   EXPECT_EQ(*back->init_image, *r.init_image);
   EXPECT_EQ(*back->mask, *r.mask);
   EXPECT_DOUBLE_EQ(back->strength, 0.6);
+  EXPECT_EQ(back->cache.mode, CacheMode::kBlock);
+  EXPECT_EQ(back->cache.first, 2);
+  EXPECT_EQ(back->cache.last, 1);
+  EXPECT_EQ(back->cache.threshold, 0.123456789012345);  // exact: shortest round-trip text
+  EXPECT_EQ(back->cache.end, 0.9);
   EXPECT_FALSE(fleet::request_from_json("{\"prompt\":1}").is_ok());
   EXPECT_FALSE(fleet::request_from_json("nope").is_ok());
 }
