@@ -7,7 +7,8 @@
 //                     acc += rel; skip while acc < T, else compute and acc = 0.
 //   block:F,B,T[,S,E] the middle blocks [F, depth − B) (DBCache). The first F blocks always run;
 //                     indicator: their residual h_F − h_in; rel against the indicator of the last
-//                     call that computed the middle; skip iff rel < T. The last B blocks always run.
+//                     call that computed the middle; skip iff rel < T. The last B blocks always
+//                     run.
 //
 // A skipped span applies h_end = h_start + res, res = h_end − h_start of the last computed call
 // (float32, the same ops as the Python twin in python/duet_ref/cache.py). Calls are computed

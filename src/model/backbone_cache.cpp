@@ -64,7 +64,8 @@ Result<CacheSpec> parse_cache_spec(std::string_view text, std::string_view what)
     if (f.size() != 1 && f.size() != 3) return bad("step takes THRESH or THRESH,START,END");
   } else {
     spec.mode = CacheMode::kBlock;
-    if (f.size() != 3 && f.size() != 5) return bad("block takes F,B,THRESH or F,B,THRESH,START,END");
+    if (f.size() != 3 && f.size() != 5)
+      return bad("block takes F,B,THRESH or F,B,THRESH,START,END");
     if (!parse_int(f[0], &spec.first) || spec.first < 1)
       return bad("F (first blocks always run) must be an integer >= 1");
     if (!parse_int(f[1], &spec.last) || spec.last < 0)
@@ -84,8 +85,8 @@ Result<CacheSpec> parse_cache_spec(std::string_view text, std::string_view what)
 Status check_cache_spec(const CacheSpec& spec, int64_t depth, std::string_view what) {
   if (spec.mode != CacheMode::kBlock) return Status::ok();
   if (spec.first + spec.last >= depth)
-    return invalid_argument(std::string(what) + " " + cache_spec_string(spec) + ": F + B = " +
-                            std::to_string(spec.first + spec.last) +
+    return invalid_argument(std::string(what) + " " + cache_spec_string(spec) +
+                            ": F + B = " + std::to_string(spec.first + spec.last) +
                             " leaves no block to cache in a backbone of depth " +
                             std::to_string(depth));
   return Status::ok();
@@ -123,8 +124,8 @@ Result<std::unique_ptr<BackboneCache>> BackboneCache::create(const Context& ctx,
     return invalid_argument("BackboneCache::create: the cache spec is off");
   DUET_RETURN_IF_ERROR(check_cache_spec(spec, cfg.backbone.depth));
   if (rows < 1 || rows > 65536)
-    return invalid_argument("BackboneCache::create: rows must be in [1, " +
-                            std::to_string(65536) + "], got " + std::to_string(rows));
+    return invalid_argument("BackboneCache::create: rows must be in [1, " + std::to_string(65536) +
+                            "], got " + std::to_string(rows));
   std::unique_ptr<BackboneCache> cache(new BackboneCache());
   State& s = *cache->s_;
   s.spec = spec;
@@ -170,7 +171,8 @@ bool BackboneCache::State::decide(const float* ind_host, int64_t rows, bool elig
     }
   }
   // step: prev = the previous call's indicator; block: the last computed call's.
-  if (spec.mode == CacheMode::kStep || compute) std::memcpy(prev.data(), ind_host, n * sizeof(float));
+  if (spec.mode == CacheMode::kStep || compute)
+    std::memcpy(prev.data(), ind_host, n * sizeof(float));
   if (compute) {
     acc = 0;
     last_rows = rows;

@@ -12,9 +12,9 @@ struct BackboneCache::State {
   CacheStats stats;
   const Backend* be = nullptr;
   int64_t cap_rows = 0, N = 0, D = 0, depth = 0;
-  int64_t a = 0, e = 0;    // the cached span of blocks [a, e)
-  Tensor res;              // backend [cap_rows, N, D]: h_e − h_a of the last computed call
-  Tensor minus_one;        // backend [D] of −1 (res = h_e + (−1)·h_a, exact in float)
+  int64_t a = 0, e = 0;        // the cached span of blocks [a, e)
+  Tensor res;                  // backend [cap_rows, N, D]: h_e − h_a of the last computed call
+  Tensor minus_one;            // backend [D] of −1 (res = h_e + (−1)·h_a, exact in float)
   std::vector<float> prev;     // host [rows, N, D] indicator to compare with
   std::vector<float> ind;      // host [rows, N, D] block mode: this call's h_F − h_in
   std::vector<float> h_in;     // host [rows, N, D] block mode: this call's h_0

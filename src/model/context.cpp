@@ -17,7 +17,8 @@ Status check_cache_members(const Context::State& s, std::span<CacheMember> membe
   const int64_t N = (s.H / cfg.backbone.patch) * (s.W / cfg.backbone.patch);
   for (size_t i = 0; i < members.size(); ++i) {
     const CacheMember& a = members[i];
-    if (!a.cache) return invalid_argument("denoise: cache member " + std::to_string(i) + " has no cache");
+    if (!a.cache)
+      return invalid_argument("denoise: cache member " + std::to_string(i) + " has no cache");
     BackboneCache::State& c = a.cache->state();
     if (c.be != s.be || c.N != N || c.D != cfg.backbone.width || c.depth != cfg.backbone.depth)
       return invalid_argument("denoise: cache member " + std::to_string(i) +

@@ -115,8 +115,8 @@ ImageParameters image_parameters(const GenerateParams& p, const GenerateResult& 
     ip.set("Cache", r.cache);
     ip.set("Cache reused calls", std::to_string(r.cache_skipped_calls.size()) + "/" +
                                      std::to_string(r.model_evaluations));
-    ip.set("Backbone blocks", std::to_string(r.backbone_blocks_run) + "/" +
-                                  std::to_string(r.backbone_blocks_total));
+    ip.set("Backbone blocks",
+           std::to_string(r.backbone_blocks_run) + "/" + std::to_string(r.backbone_blocks_total));
   }
   ip.set("Seed", std::to_string(r.seed));
   ip.set("Size", std::to_string(r.width) + "x" + std::to_string(r.height));

@@ -52,7 +52,7 @@ struct GenerateRun::State {
   size_t img = 0, N = 0;  // floats per image, per n images
   bool guided = false;
   float g = 1.0f;
-  int call = 0;  // next model call
+  int call = 0;                           // next model call
   double cache_start = 0, cache_end = 1;  // GenerateParams::cache START, END
   Clock::time_point t_start, t_loop, t_call;
   bool finished = false;

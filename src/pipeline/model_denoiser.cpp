@@ -110,7 +110,8 @@ class ModelDenoiser : public Denoiser {
 
   Result<std::unique_ptr<DenoiserCache>> make_cache(const CacheSpec& spec, int rows) override {
     if (!ctx_) return internal_error("make_cache called before prepare");
-    DUET_ASSIGN_OR_RETURN(std::unique_ptr<BackboneCache> c, BackboneCache::create(*ctx_, spec, rows));
+    DUET_ASSIGN_OR_RETURN(std::unique_ptr<BackboneCache> c,
+                          BackboneCache::create(*ctx_, spec, rows));
     return std::unique_ptr<DenoiserCache>(std::make_unique<ModelCache>(std::move(c)));
   }
 
@@ -124,8 +125,8 @@ class ModelDenoiser : public Denoiser {
     members_.clear();  // within the reserved capacity: no allocation
     for (const DenoiserCacheUse& u : uses) {
       if (!u.cache) return invalid_argument("denoise: a cached request without a cache");
-      members_.push_back({static_cast<ModelCache*>(u.cache)->cache.get(), u.row0, u.rows,
-                          u.eligible, false});
+      members_.push_back(
+          {static_cast<ModelCache*>(u.cache)->cache.get(), u.row0, u.rows, u.eligible, false});
     }
     // Views are rebuilt only when the caller's buffers change (the pipeline's never do), so the
     // steady state allocates nothing.

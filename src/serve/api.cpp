@@ -265,8 +265,10 @@ std::variant<ParsedGeneration, ApiError> parse_generation_object(const nlohmann:
   }
   if (j.contains("cache") && !j["cache"].is_null()) {
     if (!j["cache"].is_string())
-      return bad("cache", "'cache' must be a string (off | on | step:THRESH[,START,END] | "
-                          "block:F,B,THRESH[,START,END]), got " + j["cache"].dump());
+      return bad("cache",
+                 "'cache' must be a string (off | on | step:THRESH[,START,END] | "
+                 "block:F,B,THRESH[,START,END]), got " +
+                     j["cache"].dump());
     auto spec = parse_cache_spec(j["cache"].get<std::string>(), "'cache'");
     if (!spec.is_ok()) return bad("cache", spec.status().message());
     r.cache = *spec;

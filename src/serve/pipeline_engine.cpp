@@ -369,12 +369,12 @@ class BatchRunner {
   Counters& counters_;
   std::function<int(int, int)> max_rows_;
   int prepared_rows_ = -1, prepared_h_ = -1, prepared_w_ = -1;
-  std::vector<float> x_, t_, out_;  // [rows, C, H, W], [rows]: the largest call's size
-  std::vector<int> group_;          // members of the call being formed
-  std::vector<int> order_;          // scratch: group_ reordered, refining members first
+  std::vector<float> x_, t_, out_;      // [rows, C, H, W], [rows]: the largest call's size
+  std::vector<int> group_;              // members of the call being formed
+  std::vector<int> order_;              // scratch: group_ reordered, refining members first
   std::vector<DenoiserCacheUse> uses_;  // the call's members with a backbone cache
-  std::vector<bool> handled_;       // per member, this round
-  std::vector<uint64_t> key_;       // bit sets of a group's members and refining members
+  std::vector<bool> handled_;           // per member, this round
+  std::vector<uint64_t> key_;           // bit sets of a group's members and refining members
   std::map<std::vector<uint64_t>, std::unique_ptr<PromptEmbedding>> memo_;
   std::map<std::string, std::shared_ptr<PromptEmbedding>> parts_;  // this batch's encodings
   bool& concat_ok_;

@@ -53,7 +53,8 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchArgs {
   std::string model, inputs, eps_out, precision, quality_model;
-  std::string cfg_interval;  // generate: "LO,HI" (GenerateParams::cfg_sigma_lo / hi)
+  std::string cfg_interval;   // generate: "LO,HI" (GenerateParams::cfg_sigma_lo / hi)
+  std::string cache = "off";  // generate: backbone cache spec (GenerateParams::cache)
   std::string backend = "cpu";
   int batch = 2, reps = 5, threads = 2, steps = 20, gen_reps = 3;
   bool json = false, no_gemm = false, no_quality = false;
@@ -349,6 +350,7 @@ Status run_bench(const BenchArgs& a) {
         return invalid_argument("--cfg-interval must be SIGMA_LO,SIGMA_HI, got '" + a.cfg_interval +
                                 "'");
     }
+    DUET_ASSIGN_OR_RETURN(gp.cache, parse_cache_spec(a.cache, "--cache"));
     Stat g{"generate", {}, 0};
     GenerateResult last;
     DUET_RETURN_IF_ERROR(time_stage(&g, a.gen_reps, [&]() -> Status {
@@ -361,13 +363,25 @@ Status run_bench(const BenchArgs& a) {
     const bench::FlopCount hfc = bench::count_flops(cfg, std::max(1, last.batch / 2), H, W);
     const std::vector<int>& gc = last.guided_calls;
     g.flops = gfc.prompt_encode();
+    // A reused call skips its cached span of blocks: each block counted as 1/depth of the
+    // backbone's token GEMMs and attention (exact for uniform blocks).
+    const int64_t depth = cfg.backbone.depth;
+    const int64_t span = gp.cache.mode == CacheMode::kStep ? depth
+                         : gp.cache.mode == CacheMode::kBlock
+                             ? depth - gp.cache.first - gp.cache.last
+                             : 0;
+    const std::vector<int>& sk = last.cache_skipped_calls;
+    double saved = 0;
     for (int c = 0; c < last.num_calls; ++c) {
       const bool refined = std::find(last.refined_calls.begin(), last.refined_calls.end(), c) !=
                            last.refined_calls.end();
       const bool full = gp.cfg_sigma_lo < 0 || std::find(gc.begin(), gc.end(), c) != gc.end();
       const bench::FlopCount& f = full ? gfc : hfc;
       g.flops += refined ? f.denoise_refine() : f.denoise_no_refine();
+      if (std::find(sk.begin(), sk.end(), c) != sk.end())
+        saved += (f.backbone_gemm + f.backbone_attn) * static_cast<double>(span) / depth;
     }
+    g.flops -= saved;
     out["generate_info"] = {{"steps", a.steps},
                             {"n", gp.n},
                             {"model_batch", last.batch},
@@ -378,6 +392,11 @@ Status run_bench(const BenchArgs& a) {
                             {"sampler", gp.sampler}};
     if (gp.cfg_sigma_lo >= 0)
       out["generate_info"]["cfg_interval"] = {gp.cfg_sigma_lo, gp.cfg_sigma_hi};
+    out["generate_info"]["cache"] = last.cache;
+    out["generate_info"]["cache_skipped_calls"] = last.cache_skipped_calls;
+    out["generate_info"]["backbone_blocks_run"] = last.backbone_blocks_run;
+    out["generate_info"]["backbone_blocks_total"] = last.backbone_blocks_total;
+    out["generate_info"]["flops_saved_by_cache"] = saved;
     stats.push_back(g);
     if (precision != Precision::kF32 && !a.no_quality) {
       den.reset();
@@ -466,6 +485,8 @@ duet::cli::CommandRegistrar registrar(
       sub.add_option(
           "--cfg-interval", a->cfg_interval,
           "generate: SIGMA_LO,SIGMA_HI guidance interval (duet generate --cfg-interval)");
+      sub.add_option("--cache", a->cache, "generate: backbone cache spec (duet generate --cache)")
+          ->capture_default_str();
       sub.add_option("--steps", a->steps, "generate: dpmpp_2m steps (0 = skip generate)")
           ->check(CLI::Range(0, 1000));
       sub.add_option("--gen-reps", a->gen_reps, "generate: timed repetitions")

@@ -34,7 +34,8 @@ struct Options {
   int steps = 20;
   std::string sampler = "dpmpp_2m";
   bool karras = false;
-  std::string cfg_interval;  // "LO,HI"
+  std::string cfg_interval;   // "LO,HI"
+  std::string cache = "off";  // duet/backbone_cache.h spec
   float cfg_scale = 4.0f;
   const CLI::Option* cfg_scale_opt = nullptr;  // not given on the command line: the model's default
   int64_t seed = -1;
@@ -157,6 +158,11 @@ int run_generate(Options o) {
                   2);
     p.cfg_sigma_lo = lo;
     p.cfg_sigma_hi = hi;
+  }
+  {
+    auto spec = parse_cache_spec(o.cache, "--cache");
+    if (!spec.is_ok()) return fail(spec.status().message(), 2);
+    p.cache = *spec;
   }
   p.seed = o.seed;
   p.rng = o.rng;
@@ -308,6 +314,10 @@ int run_generate(Options o) {
     j["cfg_scale"] = p.cfg_scale;
     if (p.cfg_sigma_lo >= 0) j["cfg_interval"] = {p.cfg_sigma_lo, p.cfg_sigma_hi};
     j["guided_evaluations"] = r.guided_evaluations;
+    j["cache"] = r.cache;
+    j["cache_skipped_calls"] = r.cache_skipped_calls;
+    j["backbone_blocks_run"] = r.backbone_blocks_run;
+    j["backbone_blocks_total"] = r.backbone_blocks_total;
     j["rng"] = p.rng;
     j["refine"] = refine_description(p, info.refine_every);
     j["batch"] = r.batch;
@@ -352,6 +362,11 @@ static duet::cli::CommandRegistrar registrar(
       sub.add_option("--cfg-interval", o->cfg_interval,
                      "SIGMA_LO,SIGMA_HI: guidance only on calls whose noise level sigma lies in "
                      "the interval; the others run the conditional rows alone (half the batch)");
+      sub.add_option("--cache", o->cache,
+                     "backbone cache: off | on (= " + std::string(kCacheOnSpec) +
+                         ") | step:THRESH[,START,END] | block:F,B,THRESH[,START,END] "
+                         "(docs/caching.md)")
+          ->capture_default_str();
       sub.add_option("--seed", o->seed, "seed (-1 = random; the seed used is reported)")
           ->capture_default_str();
       sub.add_option("--rng", o->rng, "noise generator: torch | philox")
