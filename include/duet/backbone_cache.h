@@ -42,7 +42,7 @@ Status check_cache_spec(const CacheSpec& spec, int64_t depth, std::string_view w
 // The canonical text: "off", "step:0.3,0,1", "block:1,0,0.1,0,1" (parse_cache_spec reads it).
 std::string cache_spec_string(const CacheSpec& spec);
 // What `--cache on` means (chosen from the sweeps in docs/caching.md).
-inline constexpr std::string_view kCacheOnSpec = "step:0.3,0.1,1";
+inline constexpr std::string_view kCacheOnSpec = "step:0.15";
 
 struct CacheStats {
   int calls = 0;             // backbone calls that consulted the cache

@@ -174,6 +174,21 @@ TEST(ServeApi, AsyncJobLifecycleEventsAndImages) {
   EXPECT_NE(img.find_text("parameters")->find("Batch pos: 2"), std::string::npos);
   EXPECT_EQ(c->Get("/v1/jobs/" + id + "/images/3.png")->status, 404);
   EXPECT_EQ(c->Delete("/v1/jobs/" + id)->status, 409);  // already finished
+  EXPECT_FALSE(fin.contains("cache"));  // uncached requests keep their shape
+
+  // A cached request: the job echoes the canonical spec and reports what the cache skipped
+  // (the fake engine has no backbone: zero reused calls), and /metrics has the counters.
+  auto rc = c->Post("/v1/jobs", gen_body("a coat", 4, 1, R"(,"cache":"on")"), "application/json");
+  ASSERT_EQ(rc->status, 202) << rc->body;
+  json cj = wait_final(*c, parse_or_null(rc->body)["id"]);
+  EXPECT_EQ(cj["state"], "succeeded");
+  EXPECT_EQ(cj["request"]["cache"], cache_spec_string(*parse_cache_spec("on")));
+  ASSERT_TRUE(cj.contains("cache")) << cj.dump();
+  EXPECT_EQ(cj["cache"]["reused_calls"], 0);
+  const std::string metrics = c->Get("/metrics")->body;
+  for (const char* m : {"duet_backbone_blocks_run_total", "duet_backbone_blocks_uncached_total",
+                        "duet_cache_reused_calls_total"})
+    EXPECT_NE(metrics.find(m), std::string::npos) << m;
 }
 
 TEST(ServeApi, ValidationErrorsName400Fields) {
