@@ -115,4 +115,19 @@ FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height, int
   return fc;
 }
 
+double cache_flops_saved(const ModelConfig& cfg, const CacheSpec& spec,
+                         const std::vector<int>& reused, const std::function<int64_t(int)>& rows_of,
+                         int64_t height, int64_t width) {
+  const int64_t depth = cfg.backbone.depth;
+  const int64_t span = spec.mode == CacheMode::kStep    ? depth
+                       : spec.mode == CacheMode::kBlock ? depth - spec.first - spec.last
+                                                        : 0;
+  double saved = 0;
+  for (int c : reused) {
+    const FlopCount f = count_flops(cfg, rows_of(c), height, width);
+    saved += (f.backbone_gemm + f.backbone_attn) * static_cast<double>(span) / depth;
+  }
+  return saved;
+}
+
 }  // namespace duet::bench

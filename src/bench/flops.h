@@ -8,7 +8,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
+#include "duet/backbone_cache.h"
 #include "duet/config.h"
 
 namespace duet::bench {
@@ -34,5 +37,12 @@ struct FlopCount {
 // FLOPs for a batch of `batch` rows at the config's text length and the given image size
 // (0 = the config's).
 FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height = 0, int64_t width = 0);
+
+// Backbone FLOPs a backbone cache saved over a run: each call in `reused` skips the spec's span
+// of blocks (step: all, block: depth − F − B), each block counted as 1/depth of the token GEMMs
+// and attention at that call's rows, rows_of(call) (exact for uniform blocks).
+double cache_flops_saved(const ModelConfig& cfg, const CacheSpec& spec,
+                         const std::vector<int>& reused, const std::function<int64_t(int)>& rows_of,
+                         int64_t height, int64_t width);
 
 }  // namespace duet::bench

@@ -363,23 +363,20 @@ Status run_bench(const BenchArgs& a) {
     const bench::FlopCount hfc = bench::count_flops(cfg, std::max(1, last.batch / 2), H, W);
     const std::vector<int>& gc = last.guided_calls;
     g.flops = gfc.prompt_encode();
-    // A reused call skips its cached span of blocks: each block counted as 1/depth of the
-    // backbone's token GEMMs and attention (exact for uniform blocks).
-    const int64_t depth = cfg.backbone.depth;
-    const int64_t span = gp.cache.mode == CacheMode::kStep ? depth
-                         : gp.cache.mode == CacheMode::kBlock
-                             ? depth - gp.cache.first - gp.cache.last
-                             : 0;
-    const std::vector<int>& sk = last.cache_skipped_calls;
-    double saved = 0;
+    // A reused call skips its cached span of blocks (bench::cache_flops_saved).
+    const double saved = bench::cache_flops_saved(
+        cfg, gp.cache, last.cache_skipped_calls,
+        [&](int c) -> int64_t {
+          const bool full = gp.cfg_sigma_lo < 0 || std::find(gc.begin(), gc.end(), c) != gc.end();
+          return full ? last.batch : std::max(1, last.batch / 2);
+        },
+        H, W);
     for (int c = 0; c < last.num_calls; ++c) {
       const bool refined = std::find(last.refined_calls.begin(), last.refined_calls.end(), c) !=
                            last.refined_calls.end();
       const bool full = gp.cfg_sigma_lo < 0 || std::find(gc.begin(), gc.end(), c) != gc.end();
       const bench::FlopCount& f = full ? gfc : hfc;
       g.flops += refined ? f.denoise_refine() : f.denoise_no_refine();
-      if (std::find(sk.begin(), sk.end(), c) != sk.end())
-        saved += (f.backbone_gemm + f.backbone_attn) * static_cast<double>(span) / depth;
     }
     g.flops -= saved;
     out["generate_info"] = {{"steps", a.steps},

@@ -2,6 +2,7 @@
 // with stable-diffusion-webui style `parameters` metadata. See docs/generate.md.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "backend_option.h"
+#include "bench/flops.h"
 #include "command.h"
 #include "diffusion/sampler.h"
 #include "duet/model.h"
@@ -318,6 +320,16 @@ int run_generate(Options o) {
     j["cache_skipped_calls"] = r.cache_skipped_calls;
     j["backbone_blocks_run"] = r.backbone_blocks_run;
     j["backbone_blocks_total"] = r.backbone_blocks_total;
+    if (p.cache.mode != CacheMode::kOff)
+      if (auto cfg = load_config(o.model + "/config.json"); cfg.is_ok()) {
+        const std::vector<int>& gc = r.guided_calls;
+        j["backbone_flops_saved"] = bench::cache_flops_saved(
+            *cfg, p.cache, r.cache_skipped_calls,
+            [&](int c) -> int64_t {
+              return std::find(gc.begin(), gc.end(), c) != gc.end() ? 2 * p.n : p.n;
+            },
+            H, W);
+      }
     j["rng"] = p.rng;
     j["refine"] = refine_description(p, info.refine_every);
     j["batch"] = r.batch;
