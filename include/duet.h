@@ -152,6 +152,9 @@ typedef struct duet_generate_params {
   const float* init_image; /* img2img: [C, H, W] in [-1, 1] (NULL = txt2img) */
   double strength;         /* img2img: fraction of the schedule re-run, [0, 1] */
   int png_bit_depth;       /* 8 | 16: of duet_result_png */
+  /* Backbone cache (docs/caching.md): NULL or "off" = none; "on" | "step:T[,S,E]" |
+   * "block:F,B,T[,S,E]". The PNG parameters of the result record what it reused. */
+  const char* cache;
 } duet_generate_params;
 
 DUET_API duet_generate_params duet_generate_params_default(void);

@@ -139,6 +139,9 @@ Result<GenerateParams> to_params(const duet_generate_params& c, const duet_model
     return invalid_argument(field("png_bit_depth") + " must be 8 or 16, got " +
                             std::to_string(c.png_bit_depth));
   p.png_bit_depth = c.png_bit_depth;
+  if (c.cache) {
+    DUET_ASSIGN_OR_RETURN(p.cache, parse_cache_spec(c.cache, field("cache")));
+  }
   // What is left (sizes against the patch / refiner stride, ...) in the pipeline's words.
   if (Status st = validate_generate_params(p, m.info); !st.is_ok())
     return Status(st.code(), "duet_generate_params: " + st.message());
@@ -213,14 +216,31 @@ Status run_generate(duet_model* m, const duet_generate_params& c, duet_progress_
   const GenerateProgressFn on_step = [&](const StepProgress& s) {
     if (progress && progress(s.call, s.total, user_data) != 0) stop = true;
   };
+  std::unique_ptr<DenoiserCache> cache;  // the backbone cache (duet_generate_params.cache)
+  if (p.cache.mode != CacheMode::kOff) {
+    DUET_ASSIGN_OR_RETURN(cache, d->make_cache(p.cache, rows));
+  }
+  int64_t calls = 0;
   while (!run->done()) {
     const bool refine = run->refine_next();
     run->write_input(model_in.data(), t.data());
-    DUET_RETURN_IF_ERROR(
-        d->denoise(model_in.data(), t.data(), rows, H, W, *emb, refine, model_out.data()));
+    if (cache) {
+      DenoiserCacheUse use{cache.get(), 0, rows, run->cache_eligible_next()};
+      DUET_RETURN_IF_ERROR(d->denoise_cached(model_in.data(), t.data(), rows, H, W, *emb,
+                                             refine ? rows : 0, {&use, 1}, model_out.data()));
+      run->note_cache(use.computed);
+    } else {
+      DUET_RETURN_IF_ERROR(
+          d->denoise(model_in.data(), t.data(), rows, H, W, *emb, refine, model_out.data()));
+    }
+    ++calls;
     DUET_RETURN_IF_ERROR(run->complete(model_out.data(), on_step));
     if (stop && !run->done()) return run->cancelled();
   }
+  if (cache)
+    run->set_cache_blocks(cache->stats().blocks_run, cache->stats().blocks_total);
+  else
+    run->set_cache_blocks(calls * m->info.depth, calls * m->info.depth);
   auto res = std::make_unique<duet_result>();
   DUET_ASSIGN_OR_RETURN(res->r, run->finish());
   const auto t_png = Clock::now();
@@ -268,6 +288,7 @@ duet_generate_params duet_generate_params_default(void) {
   p.init_image = nullptr;
   p.strength = 0.75;
   p.png_bit_depth = 8;
+  p.cache = nullptr;
   return p;
 }
 

@@ -346,6 +346,12 @@ static void test_argument_errors(duet_model* m) {
   gp = base_params();
   gp.png_bit_depth = 12;
   expect_invalid(m, &gp, "duet_generate_params.png_bit_depth");
+  gp = base_params();
+  gp.cache = "fast";
+  expect_invalid(m, &gp, "duet_generate_params.cache 'fast'");
+  gp = base_params();
+  gp.cache = "step:0";
+  expect_invalid(m, &gp, "THRESH must be");
   /* The strength is checked before init_image (C*H*W floats) is read. */
   float init[4] = {0};
   gp = base_params();

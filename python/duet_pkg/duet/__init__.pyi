@@ -68,6 +68,7 @@ class Pipeline:
         width: Optional[int] = None,
         output_type: str = "pil",
         callback_on_step_end: Optional[StepCallback] = None,
+        cache: Optional[str] = None,
     ) -> PipelineOutput: ...
     def denoise(
         self,

@@ -48,6 +48,7 @@ class duet_generate_params(ctypes.Structure):
         ("init_image", ctypes.POINTER(ctypes.c_float)),
         ("strength", ctypes.c_double),
         ("png_bit_depth", ctypes.c_int),
+        ("cache", ctypes.c_char_p),
     ]
 
 

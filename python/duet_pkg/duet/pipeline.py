@@ -210,7 +210,7 @@ class Pipeline:
     def __call__(self, prompt, negative_prompt=None, num_inference_steps=20, guidance_scale=None,
                  num_images_per_prompt=1, seed=None, sampler="dpmpp_2m", karras=False,
                  refine_every=3, height=None, width=None, output_type="pil",
-                 callback_on_step_end=None) -> PipelineOutput:
+                 callback_on_step_end=None, cache=None) -> PipelineOutput:
         """Generates images; the same settings and seed give the bytes `duet generate` writes.
 
         prompt: a str, a list of str (num_images_per_prompt images each) or a PromptEncoding.
@@ -221,6 +221,8 @@ class Pipeline:
         height / width: None = the model's. output_type: "pil" | "np" | "png".
         callback_on_step_end(pipe, step, num_steps) runs after every model call; returning True
         cancels (duet.CancelledError). Ctrl-C (KeyboardInterrupt) cancels a running call too.
+        cache: None / "off", "on", "step:T[,S,E]" or "block:F,B,T[,S,E]" (the backbone cache of
+        `duet generate --cache`, docs/caching.md).
         Bad arguments raise ValueError naming the argument."""
         model = self._handle()
         lib = _capi.load()
@@ -293,6 +295,10 @@ class Pipeline:
         if output_type not in _OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(_OUTPUT_TYPES)}, got "
                              f"{output_type!r}")
+        if cache is not None:
+            if not isinstance(cache, str):
+                raise ValueError(f"cache must be a str or None, got {cache!r}")
+            gp.cache = _c_text(cache, "cache")
         if callback_on_step_end is not None and not callable(callback_on_step_end):
             raise ValueError("callback_on_step_end must be callable or None")
         res = self._run(lib, model, gp, callback_on_step_end)

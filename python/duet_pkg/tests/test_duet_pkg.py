@@ -74,6 +74,11 @@ def test_png_bytes_equal_duet_generate(pipe, tmp_path):
     out = pipe("a dark small bag", seed=11, sampler="euler_a", karras=True, guidance_scale=2.5,
                refine_every=2, num_inference_steps=12, output_type="png")
     assert (tmp_path / "cli.png").read_bytes() == out.images[0]
+    # The backbone cache: the same calls reused, the same bytes (its PNG parameters say so).
+    cli_generate(tmp_path, "-p", "a photo of a coat", "--seed", "5", "--cache", "on")
+    out = pipe("a photo of a coat", seed=5, cache="on", output_type="png")
+    assert (tmp_path / "cli.png").read_bytes() == out.images[0]
+    assert b'Cache: "step:0.15,0,1"' in out.images[0]
 
 
 def test_pil_and_np_outputs(pipe):
@@ -161,6 +166,9 @@ BAD_CALLS = [
     (dict(height=4096), "height"),
     (dict(output_type="jpeg"), "output_type"),
     (dict(callback_on_step_end=3), "callback_on_step_end"),
+    (dict(cache="fast"), "cache 'fast': unknown cache method"),
+    (dict(cache="block:2,1,0.1"), "leaves no block to cache"),
+    (dict(cache=0.1), "cache must be a str"),
 ]
 
 
