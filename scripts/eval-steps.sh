@@ -4,6 +4,8 @@
 # them (separate classifier: class accuracy and feature FID). One JSON line per run on stdout.
 #   scripts/eval-steps.sh [MODEL_DIR] [PER_CLASS]     (env: SAMPLERS, STEPS, CFG, DUET_BIN, EXTRA)
 #   EXTRA: more `duet generate` arguments, e.g. EXTRA="--cfg-interval 0.5,20" (echoed as "extra")
+#   ONE_PER_RUN=1: each image its own `duet generate` run (n = 1, duet generate's default; seed
+#   5000 + 100k + i) instead of one run of PER_CLASS images per class (seed 1000 + k)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cpu-env.sh   # OPENBLAS_CORETYPE only on AVX-512 Intel CPUs
@@ -23,9 +25,17 @@ for sampler in $SAMPLERS; do
     mkdir -p "$dir"
     t0=$(date +%s.%N)
     for k in "${!CLASSES[@]}"; do
-      "$BIN" generate --model "$MODEL" -p "a photo of a ${CLASSES[$k]}" -n "$PER_CLASS" \
-        --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --seed $((1000 + k)) -q $EXTRA \
-        -o "$dir/${k}_img.png"
+      if [ "${ONE_PER_RUN:-0}" = 1 ]; then
+        for i in $(seq 0 $((PER_CLASS - 1))); do
+          "$BIN" generate --model "$MODEL" -p "a photo of a ${CLASSES[$k]}" --sampler "$sampler" \
+            --steps "$steps" --cfg-scale "$CFG" --seed $((5000 + 100 * k + i)) -q $EXTRA \
+            -o "$dir/${k}_img_$i.png"
+        done
+      else
+        "$BIN" generate --model "$MODEL" -p "a photo of a ${CLASSES[$k]}" -n "$PER_CLASS" \
+          --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --seed $((1000 + k)) -q $EXTRA \
+          -o "$dir/${k}_img.png"
+      fi
     done
     t1=$(date +%s.%N)
     (cd python && /usr/bin/python3 -m duet_ref.evaluate --png-dir "$dir" \

@@ -205,8 +205,6 @@ class BackboneCache {
   ~BackboneCache();
   const CacheSpec& spec() const;
   const CacheStats& stats() const;
-  int64_t rows() const;
-  void reset();  // forget the cached residual and statistics (a new request)
 
   struct State;
   State& state() { return *s_; }

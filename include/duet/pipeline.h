@@ -270,11 +270,12 @@ class GenerateRun {
   int num_calls() const;           // model calls in the full schedule (next_call() counts up to it)
   bool refine_at(int call) const;  // the refine flag of call `call` (false outside the schedule)
   // Backbone cache: may the next call reuse (START <= call / num_calls < END)? note_cache
-  // records the cache's decision for the next call (before complete()) and set_cache_blocks the
-  // request's block counts (before finish()).
+  // records the cache's decision for the next call (before complete()). attach_cache gives the
+  // run its cache (it must outlive finish()), whose block counts finish() reports; without one
+  // every call ran all info.depth blocks.
   bool cache_eligible_next() const;
   void note_cache(bool computed);
-  void set_cache_blocks(int64_t run, int64_t total);
+  void attach_cache(const DenoiserCache* cache);
   // The time the caller spent encoding texts() (reported as timings.encode_s).
   void add_encode_seconds(double s);
 
@@ -293,6 +294,12 @@ class GenerateRun {
   explicit GenerateRun(std::unique_ptr<State> s);
   std::unique_ptr<State> s_;
 };
+
+// The next model call of a single-request loop (generate(), the C API) on the run's input
+// x [rows_next, C, H, W], t [rows_next]: Denoiser::denoise, or with `cache` denoise_cached,
+// recording the cache's decision in the run. `prompt` has rows_next() texts.
+Status denoise_next(Denoiser& model, GenerateRun& run, DenoiserCache* cache, const float* x,
+                    const float* t, const PromptEmbedding& prompt, float* out);
 
 // The refine decision for each of `num_calls` model calls (validates explicit steps against it);
 // `config_refine_every` resolves refine_every = -1.

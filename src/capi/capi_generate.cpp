@@ -219,28 +219,15 @@ Status run_generate(duet_model* m, const duet_generate_params& c, duet_progress_
   std::unique_ptr<DenoiserCache> cache;  // the backbone cache (duet_generate_params.cache)
   if (p.cache.mode != CacheMode::kOff) {
     DUET_ASSIGN_OR_RETURN(cache, d->make_cache(p.cache, rows));
+    run->attach_cache(cache.get());
   }
-  int64_t calls = 0;
   while (!run->done()) {
-    const bool refine = run->refine_next();
     run->write_input(model_in.data(), t.data());
-    if (cache) {
-      DenoiserCacheUse use{cache.get(), 0, rows, run->cache_eligible_next()};
-      DUET_RETURN_IF_ERROR(d->denoise_cached(model_in.data(), t.data(), rows, H, W, *emb,
-                                             refine ? rows : 0, {&use, 1}, model_out.data()));
-      run->note_cache(use.computed);
-    } else {
-      DUET_RETURN_IF_ERROR(
-          d->denoise(model_in.data(), t.data(), rows, H, W, *emb, refine, model_out.data()));
-    }
-    ++calls;
+    DUET_RETURN_IF_ERROR(
+        denoise_next(*d, *run, cache.get(), model_in.data(), t.data(), *emb, model_out.data()));
     DUET_RETURN_IF_ERROR(run->complete(model_out.data(), on_step));
     if (stop && !run->done()) return run->cancelled();
   }
-  if (cache)
-    run->set_cache_blocks(cache->stats().blocks_run, cache->stats().blocks_total);
-  else
-    run->set_cache_blocks(calls * m->info.depth, calls * m->info.depth);
   auto res = std::make_unique<duet_result>();
   DUET_ASSIGN_OR_RETURN(res->r, run->finish());
   const auto t_png = Clock::now();

@@ -12,13 +12,6 @@ BackboneCache::BackboneCache() : s_(std::make_unique<State>()) {}
 BackboneCache::~BackboneCache() = default;
 const CacheSpec& BackboneCache::spec() const { return s_->spec; }
 const CacheStats& BackboneCache::stats() const { return s_->stats; }
-int64_t BackboneCache::rows() const { return s_->cap_rows; }
-
-void BackboneCache::reset() {
-  s_->stats = CacheStats{};
-  s_->last_rows = 0;
-  s_->acc = 0;
-}
 
 Result<std::unique_ptr<BackboneCache>> BackboneCache::create(const Context& ctx,
                                                              const CacheSpec& spec, int64_t rows) {

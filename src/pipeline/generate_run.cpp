@@ -54,6 +54,8 @@ struct GenerateRun::State {
   float g = 1.0f;
   int call = 0;                           // next model call
   double cache_start = 0, cache_end = 1;  // GenerateParams::cache START, END
+  const DenoiserCache* cache = nullptr;   // attach_cache (not owned)
+  int depth = 0;                          // DenoiserInfo::depth
   Clock::time_point t_start, t_loop, t_call;
   bool finished = false;
   // Inpainting (empty unless GenerateParams::mask): per-pixel mask m [H, W], the init images
@@ -124,6 +126,7 @@ Result<std::unique_ptr<GenerateRun>> GenerateRun::start(const DenoiserInfo& info
   r.cache = cache_spec_string(p.cache);
   s.cache_start = p.cache.start;
   s.cache_end = p.cache.end;
+  s.depth = info.depth;
   r.timings.call_s.reserve(r.num_calls);
   float* x = r.samples.f32();
   if (p.rng == "torch") {
@@ -186,10 +189,7 @@ bool GenerateRun::cache_eligible_next() const {
 void GenerateRun::note_cache(bool computed) {
   if (!computed && !done()) s_->r.cache_skipped_calls.push_back(s_->call);
 }
-void GenerateRun::set_cache_blocks(int64_t run, int64_t total) {
-  s_->r.backbone_blocks_run = run;
-  s_->r.backbone_blocks_total = total;
-}
+void GenerateRun::attach_cache(const DenoiserCache* cache) { s_->cache = cache; }
 
 void GenerateRun::write_input(float* in, float* t) {
   State& s = *s_;
@@ -270,6 +270,12 @@ Result<GenerateResult> GenerateRun::finish() {
     r.timings.prepare_s = seconds_between(s.t_start, t_fin) - r.timings.encode_s;
   }
   r.timings.denoise_s = seconds_between(s.t_loop, t_fin);
+  r.backbone_blocks_total = static_cast<int64_t>(r.model_evaluations) * s.depth;
+  r.backbone_blocks_run = r.backbone_blocks_total;
+  if (s.cache) {
+    r.backbone_blocks_run = s.cache->stats().blocks_run;
+    r.backbone_blocks_total = s.cache->stats().blocks_total;
+  }
   const float* x = r.samples.f32();
   for (size_t i = 0; i < s.N; ++i)
     if (!std::isfinite(x[i]))

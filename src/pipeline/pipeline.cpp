@@ -144,32 +144,28 @@ Result<GenerateResult> generate(Denoiser& model, const GenerateParams& p,
   std::unique_ptr<DenoiserCache> cache;
   if (p.cache.mode != CacheMode::kOff) {
     DUET_ASSIGN_OR_RETURN(cache, model.make_cache(p.cache, rows));
+    run->attach_cache(cache.get());
   }
   std::vector<float> model_in(run->row_floats() * rows), model_out(model_in.size()), t(rows);
-  int64_t calls = 0;
   while (!run->done()) {
     if (cancel && cancel->load(std::memory_order_relaxed)) return run->cancelled();
-    const bool refine = run->refine_next();
-    const int b = run->rows_next();
     run->write_input(model_in.data(), t.data());
-    const PromptEmbedding& e = b == rows ? *emb : *cond;
-    if (cache) {
-      DenoiserCacheUse use{cache.get(), 0, b, run->cache_eligible_next()};
-      DUET_RETURN_IF_ERROR(model.denoise_cached(model_in.data(), t.data(), b, H, W, e,
-                                                refine ? b : 0, {&use, 1}, model_out.data()));
-      run->note_cache(use.computed);
-    } else {
-      DUET_RETURN_IF_ERROR(
-          model.denoise(model_in.data(), t.data(), b, H, W, e, refine, model_out.data()));
-    }
-    ++calls;
+    DUET_RETURN_IF_ERROR(denoise_next(model, *run, cache.get(), model_in.data(), t.data(),
+                                      run->rows_next() == rows ? *emb : *cond, model_out.data()));
     DUET_RETURN_IF_ERROR(run->complete(model_out.data(), progress));
   }
-  if (cache)
-    run->set_cache_blocks(cache->stats().blocks_run, cache->stats().blocks_total);
-  else
-    run->set_cache_blocks(calls * model.info().depth, calls * model.info().depth);
   return run->finish();
+}
+
+Status denoise_next(Denoiser& model, GenerateRun& run, DenoiserCache* cache, const float* x,
+                    const float* t, const PromptEmbedding& prompt, float* out) {
+  const int b = run.rows_next(), H = run.height(), W = run.width();
+  const bool refine = run.refine_next();
+  if (!cache) return model.denoise(x, t, b, H, W, prompt, refine, out);
+  DenoiserCacheUse use{cache, 0, b, run.cache_eligible_next()};
+  DUET_RETURN_IF_ERROR(model.denoise_cached(x, t, b, H, W, prompt, refine ? b : 0, {&use, 1}, out));
+  run.note_cache(use.computed);
+  return Status::ok();
 }
 
 }  // namespace duet

@@ -270,6 +270,7 @@ class BatchRunner {
             return c.status();
           }
           mb.cache = std::move(c).value();
+          mb.run->attach_cache(mb.cache.get());
         }
         uses_.push_back({mb.cache.get(), row0, mb.run->rows_next(), mb.run->cache_eligible_next()});
       }
@@ -550,12 +551,8 @@ class PipelineEngine : public ImageEngine {
   // A member's result once it has left the batch.
   Result<ImageOutput> collect(Member& mb) const {
     if (!mb.status.is_ok()) return mb.status;
-    const int64_t depth = model_->info().depth;
-    if (mb.cache)
-      mb.run->set_cache_blocks(mb.cache->stats().blocks_run, mb.cache->stats().blocks_total);
     Result<GenerateResult> r = mb.run->finish();
     if (!r.is_ok()) return r.status();
-    if (!mb.cache) r->backbone_blocks_run = r->backbone_blocks_total = r->model_evaluations * depth;
     counters_.blocks_run.fetch_add(r->backbone_blocks_run);
     counters_.blocks_total.fetch_add(r->backbone_blocks_total);
     counters_.cache_reused.fetch_add(static_cast<int64_t>(r->cache_skipped_calls.size()));

@@ -460,6 +460,15 @@ TEST(ServeBatching, ImagesIdenticalWithAndWithoutPromptCache) {
 constexpr float kRealModelBatchTolerance = 1e-4f;
 // Runs each request alone, then all together; each must get its solo image. Returns the solo
 // images.
+// The pipeline engine over the tiny-demo fixture model (null when it is missing).
+std::unique_ptr<ImageEngine> tiny_engine() {
+  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
+  if (!std::filesystem::exists(dir + "/model.safetensors")) return nullptr;
+  auto model = load_denoiser(dir, 2);
+  if (!model.is_ok()) return nullptr;
+  return make_pipeline_engine(std::move(model).value());
+}
+
 std::vector<std::vector<float>> expect_batched_equals_solo(ImageEngine& engine,
                                                            const std::vector<ImageRequest>& reqs) {
   std::vector<std::vector<float>> solo;
@@ -482,11 +491,8 @@ std::vector<std::vector<float>> expect_batched_equals_solo(ImageEngine& engine,
 }
 
 TEST(ServeBatching, RealModelBatchedImagesEqualSoloImages) {
-  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
-  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
-  auto model = load_denoiser(dir, 2);
-  if (!model.is_ok()) GTEST_SKIP() << model.status().to_string();
-  auto engine = make_pipeline_engine(std::move(model).value());
+  auto engine = tiny_engine();
+  if (!engine) GTEST_SKIP() << "tiny-demo model missing or not loadable";
   const EngineInfo& info = engine->info();
   std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a sneaker", 77, 1.0f, 1),
                                     req("a bag", 5, 7.5f, 1), req("a coat", 9, 3.0f, 1)};
@@ -531,11 +537,8 @@ TEST(ServeBatching, RealModelPromptCacheChangesNothing) {
 TEST(ServeBatching, RealModelGuidanceIntervalBatchedEqualsSolo) {
   // Requests whose calls alternate between 2n rows (guided) and n rows (outside their interval)
   // share calls with always-guided ones; each gets its solo image, and the interval changes it.
-  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
-  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
-  auto model = load_denoiser(dir, 2);
-  if (!model.is_ok()) GTEST_SKIP() << model.status().to_string();
-  auto engine = make_pipeline_engine(std::move(model).value());
+  auto engine = tiny_engine();
+  if (!engine) GTEST_SKIP() << "tiny-demo model missing or not loadable";
   const EngineInfo& info = engine->info();
   std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a red dress", 1, 4.0f, 2),
                                     req("a bag", 5, 3.0f, 1), req("a coat", 9, 3.0f, 1)};
@@ -558,11 +561,8 @@ TEST(ServeBatching, RealModelBackboneCacheBatchedEqualsSolo) {
   // Requests with step and block caches share calls with uncached ones (mixed calls: blocks run,
   // reusing rows overwritten) and with each other; alone, a cached request's reusing calls skip
   // the blocks. Each gets its solo image, and caching changes the image (it is not a no-op).
-  const std::string dir = std::string(DUET_SOURCE_DIR) + "/tests/fixtures/tiny-demo";
-  if (!std::filesystem::exists(dir + "/model.safetensors")) GTEST_SKIP() << "no " << dir;
-  auto model = load_denoiser(dir, 2);
-  if (!model.is_ok()) GTEST_SKIP() << model.status().to_string();
-  auto engine = make_pipeline_engine(std::move(model).value());
+  auto engine = tiny_engine();
+  if (!engine) GTEST_SKIP() << "tiny-demo model missing or not loadable";
   const EngineInfo& info = engine->info();
   std::vector<ImageRequest> reqs = {req("a red dress", 1, 4.0f, 2), req("a red dress", 1, 4.0f, 2),
                                     req("a bag", 5, 3.0f, 1), req("a coat", 9, 3.0f, 1),
