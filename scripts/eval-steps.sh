@@ -4,6 +4,8 @@
 # them (separate classifier: class accuracy and feature FID). One JSON line per run on stdout.
 #   scripts/eval-steps.sh [MODEL_DIR] [PER_CLASS]     (env: SAMPLERS, STEPS, CFG, DUET_BIN, EXTRA)
 #   EXTRA: more `duet generate` arguments, e.g. EXTRA="--cfg-interval 0.5,20" (echoed as "extra")
+#   KEEP=DIR: also copy each run's full evaluation JSON (per class, confusion matrix) to
+#   DIR/<sampler>_<steps>_cfg<CFG><EXTRA without spaces>.json
 #   ONE_PER_RUN=1: each image its own `duet generate` run (n = 1, duet generate's default; seed
 #   5000 + 100k + i) instead of one run of PER_CLASS images per class (seed 1000 + k)
 set -euo pipefail
@@ -40,7 +42,11 @@ for sampler in $SAMPLERS; do
     t1=$(date +%s.%N)
     (cd python && /usr/bin/python3 -m duet_ref.evaluate --png-dir "$dir" \
       --sampler "$sampler" --steps "$steps" --cfg-scale "$CFG" --out "$dir/eval.json" >/dev/null)
-    /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); d.pop('per_class_accuracy'); d['generate_seconds']=round(float(sys.argv[3])-float(sys.argv[2]),1); d['extra']=sys.argv[4]; print(json.dumps(d))" \
+    if [ -n "${KEEP:-}" ]; then
+      mkdir -p "$KEEP"
+      cp "$dir/eval.json" "$KEEP/${sampler}_${steps}_cfg${CFG}$(echo "$EXTRA" | tr -d ' ').json"
+    fi
+    /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1])); pc=d.pop('per_class_accuracy'); d['min_class']=min(pc.values()); d['min_class_name']=min(pc, key=pc.get); d.pop('confusion'); d.pop('real_test_per_class_accuracy'); d['generate_seconds']=round(float(sys.argv[3])-float(sys.argv[2]),1); d['extra']=sys.argv[4]; print(json.dumps(d))" \
       "$dir/eval.json" "$t0" "$t1" "$EXTRA"
   done
 done

@@ -5,7 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cswin_attention import CSWinAttention
 from .layers import Attention, Mlp, pos_embed_2d, silu
+from .repbn import ProgressiveNorm
 from .slab_attention import SlabAttention
 
 
@@ -23,13 +25,39 @@ def block_attention(b) -> list:
     return list(a) if isinstance(a, list) else [a] * b["depth"]
 
 
+def block_norms(b) -> list:
+    """backbone.norm: layernorm | repbn for every block, or a list with one per block."""
+    a = b["norm"]
+    return list(a) if isinstance(a, list) else [a] * b["depth"]
+
+
+def identity(x):
+    return x
+
+
 class DiTBlock(nn.Module):
-    def __init__(self, dim, heads, ratio, text_dim, attention="softmax", slab_kernel=5):
+    """norm = "repbn": training (repbn_folded False) uses repbn.ProgressiveNorm for norm1, ln_c and
+    norm2; an exported model (repbn_folded True) has them folded away (identity)."""
+
+    def __init__(self, dim, heads, ratio, text_dim, attention="softmax", slab_kernel=5, norm="layernorm",
+                 repbn_folded=False, cswin_stripe=1, cswin_kernel=3):
         super().__init__()
         self.ada = nn.Linear(dim, 6 * dim)
         self.kind = attention
-        self.attn = SlabAttention(dim, heads, slab_kernel) if attention == "slab_linear" else Attention(dim, heads)
-        self.ln_c = nn.LayerNorm(dim, eps=1e-6)
+        if attention == "slab_linear":
+            self.attn = SlabAttention(dim, heads, slab_kernel)
+        elif attention == "cswin":
+            self.attn = CSWinAttention(dim, heads, cswin_stripe, cswin_kernel)
+        else:
+            self.attn = Attention(dim, heads)
+        if norm == "repbn" and repbn_folded:
+            self.norm1 = self.norm2 = self.ln_c = identity
+        elif norm == "repbn":
+            self.norm1, self.norm2 = ProgressiveNorm(dim), ProgressiveNorm(dim)
+            self.ln_c = ProgressiveNorm(dim, nn.LayerNorm(dim, eps=1e-6))
+        else:
+            self.norm1 = self.norm2 = ln_plain
+            self.ln_c = nn.LayerNorm(dim, eps=1e-6)
         self.cross = Attention(dim, heads, kv_dim=text_dim)
         self.sem_gate = nn.Linear(text_dim, dim)
         self.mlp = Mlp(dim, ratio)
@@ -40,10 +68,10 @@ class DiTBlock(nn.Module):
         """x [B, N, D]; c [B, D]; kv = (k, v) [B, L, D]; key_mask [B, L]; sem = sigmoid(G(p)) [B, D];
         grid = (gh, gw), N = gh*gw."""
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(silu(c)).chunk(6, dim=-1)
-        xm = modulate(ln_plain(x), sh1, sc1)
-        x = x + g1[:, None] * (self.attn(xm, grid) if self.kind == "slab_linear" else self.attn(xm))
+        xm = modulate(self.norm1(x), sh1, sc1)
+        x = x + g1[:, None] * (self.attn(xm) if self.kind == "softmax" else self.attn(xm, grid))
         x = x + sem[:, None] * self.cross(self.ln_c(x), key_mask=key_mask, kv=kv)
-        x = x + g2[:, None] * self.mlp(modulate(ln_plain(x), sh2, sc2))
+        x = x + g2[:, None] * self.mlp(modulate(self.norm2(x), sh2, sc2))
         return x
 
 
@@ -62,14 +90,15 @@ class FinalLayer(nn.Module):
 
 
 class Backbone(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, repbn_folded=False):
         super().__init__()
         b, im, t = cfg["backbone"], cfg["image"], cfg["text"]
         self.p, self.C = b["patch"], im["channels"]
         D = b["width"]
         self.patch = nn.Conv2d(self.C, D, b["patch"], stride=b["patch"])
-        kinds = block_attention(b)
-        self.blocks = nn.ModuleList([DiTBlock(D, b["heads"], b["mlp_ratio"], t["width"], kinds[i], b["slab_kernel"])
+        kinds, norms = block_attention(b), block_norms(b)
+        self.blocks = nn.ModuleList([DiTBlock(D, b["heads"], b["mlp_ratio"], t["width"], kinds[i], b["slab_kernel"],
+                                              norms[i], repbn_folded, b["cswin_stripe"], b["cswin_kernel"])
                                      for i in range(b["depth"])])
         self.final = FinalLayer(D, b["patch"] ** 2 * self.C)
         self.grid = (im["height"] // self.p, im["width"] // self.p)
@@ -96,7 +125,7 @@ class Backbone(nn.Module):
                 h0 = h
                 if cache.spec["mode"] == "step":  # block 0's modulated input
                     sh1, sc1 = blk.ada(silu(c)).chunk(6, dim=-1)[:2]
-                    compute = cache.decide(modulate(ln_plain(h), sh1, sc1))
+                    compute = cache.decide(modulate(blk.norm1(h), sh1, sc1))
                 else:  # the first F blocks' residual
                     compute = cache.decide(h - h_in)
             if cache is not None and cache.a <= i < cache.e and not compute:

@@ -18,6 +18,7 @@ import torch
 from . import config as config_mod
 from . import safetensors_io as st
 from .model import DuetModel
+from .repbn import fold_repbn_state
 from .tokenizer import BOS, EOS, PAD
 
 FORMAT_METADATA = {"format": "duet", "version": "1"}
@@ -36,6 +37,7 @@ def save_state(state_dict, cfg: dict, out_dir: str, dtype: str = "f32"):
         raise ValueError(f"dtype must be one of {sorted(DTYPE_NAMES)}, got {dtype!r}")
     os.makedirs(out_dir, exist_ok=True)
     tdt = DTYPE_NAMES[dtype]
+    state_dict = fold_repbn_state(state_dict, cfg)  # RepBN blocks are stored folded (repbn.py)
     tensors = {k: (v.detach().to(tdt) if v.is_floating_point() else v.detach()) for k, v in state_dict.items()}
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(resolved_config(cfg), f, indent=2)
@@ -57,7 +59,7 @@ def load_model(model_dir: str, dtype=torch.float32) -> DuetModel:
     tensors, meta = st.load(os.path.join(model_dir, "model.safetensors"))
     if meta.get("format") != "duet":
         raise ValueError(f"{model_dir}/model.safetensors: metadata format is {meta.get('format')!r}, expected 'duet'")
-    model = DuetModel(cfg)
+    model = DuetModel(cfg, repbn_folded=True)
     expected = model.state_dict()
     missing = [k for k in expected if k not in tensors]
     extra = [k for k in tensors if k not in expected]

@@ -13,7 +13,8 @@ DEFAULTS = {
     "text": {"tokenizer": "byte", "max_length": 32, "vocab_size": 259, "width": 128,
              "layers": 2, "heads": 4, "mlp_ratio": 4},
     "backbone": {"patch": 4, "width": 192, "depth": 6, "heads": 6, "mlp_ratio": 4,
-                 "attention": "softmax", "slab_kernel": 5},
+                 "attention": "softmax", "slab_kernel": 5, "cswin_stripe": 1, "cswin_kernel": 3,
+                 "norm": "layernorm"},
     "refiner": {"base_channels": 32, "channel_mult": [1, 2, 2], "groups": 8, "time_channels": 32,
                 "carafe": {"k_up": 5, "k_enc": 3, "scale": 2, "compress": 16}},
     "highpass": {"rho_c": 0.25, "tau": 0.04},
@@ -73,17 +74,23 @@ def validate(cfg: dict) -> dict:
         raise ConfigError("config field backbone.heads: must divide backbone.width")
     if b["width"] % 4:
         raise ConfigError("config field backbone.width: must be a multiple of 4 (2-D sin-cos embedding)")
-    kinds = ("softmax", "slab_linear")
-    a = b["attention"]
-    if isinstance(a, list):
-        if len(a) != b["depth"] or any(k not in kinds for k in a):
-            raise ConfigError("config field backbone.attention: expected softmax|slab_linear or a list of "
-                              f"backbone.depth ({b['depth']}) such names, got {a!r}")
-    elif a not in kinds:
-        raise ConfigError(f"config field backbone.attention: expected softmax|slab_linear or a list of them, got {a!r}")
-    k = b["slab_kernel"]
-    if not isinstance(k, int) or isinstance(k, bool) or k <= 0 or k % 2 == 0 or k > 63:
-        raise ConfigError(f"config field backbone.slab_kernel: expected a positive odd integer <= 63, got {k!r}")
+    for field, kinds in (("attention", ("softmax", "slab_linear", "cswin")), ("norm", ("layernorm", "repbn"))):
+        a, names = b[field], "|".join(kinds)
+        if isinstance(a, list):
+            if len(a) != b["depth"] or any(k not in kinds for k in a):
+                raise ConfigError(f"config field backbone.{field}: expected {names} or a list of "
+                                  f"backbone.depth ({b['depth']}) such names, got {a!r}")
+        elif a not in kinds:
+            raise ConfigError(f"config field backbone.{field}: expected {names} or a list of them, got {a!r}")
+    for field in ("slab_kernel", "cswin_kernel"):
+        k = b[field]
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0 or k % 2 == 0 or k > 63:
+            raise ConfigError(f"config field backbone.{field}: expected a positive odd integer <= 63, got {k!r}")
+    _pos_int(cfg, "backbone", "cswin_stripe")
+    uses_cswin = "cswin" in (b["attention"] if isinstance(b["attention"], list) else [b["attention"]])
+    if uses_cswin and b["heads"] % 2:
+        raise ConfigError(f"config field backbone.heads: cswin blocks split the heads in halves (horizontal / "
+                          f"vertical stripes), so heads must be even, got {b['heads']}")
     H, W = cfg["image"]["height"], cfg["image"]["width"]
     if H % b["patch"] or W % b["patch"]:
         raise ConfigError("config field backbone.patch: must divide image.height and image.width")

@@ -4,7 +4,8 @@
         --sampler dpmpp_2m --steps 20 --cfg-scale 4 --out ../docs/eval_dpmpp_2m_20.json
     python3 -m duet_ref.evaluate --png-dir DIR ...   # score PNGs made elsewhere (e.g. by `duet generate`)
 
-Reports per-class accuracy of the classifier on images generated from "a photo of a {class}",
+Reports per-class accuracy and the confusion matrix (rows: prompted class, columns: the
+classifier's answer; beside it the classifier's own per-class accuracy on the real test set) of the classifier on images generated from "a photo of a {class}",
 a feature-space FID (classifier penultimate features, generated vs the 10k test set) and the
 attribute accuracy for "dark"/"bright"/"small"/"large" prompts: the fraction of generated images
 whose measured brightness / size falls in the requested per-class tercile of the training set
@@ -62,10 +63,18 @@ def generate_u8(model, prompt, n, args, seed):
     return to_u8(imgs)
 
 
-def score(gen_u8, labels, net, test_feats):
+def confusion(pred, labels):
+    """counts[true class][predicted class] (10 x 10 nested lists of ints)."""
+    m = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(m, (labels, pred), 1)
+    return m.tolist()
+
+
+def score(gen_u8, labels, net, test_feats, with_confusion=False):
     pred, feats = predict(net, to_input(gen_u8))
     per_class = {CLASS_NAMES[k]: float((pred[labels == k] == k).mean()) for k in range(10) if (labels == k).any()}
-    return per_class, float((pred == labels).mean()), fid_from_features(feats, test_feats)
+    out = (per_class, float((pred == labels).mean()), fid_from_features(feats, test_feats))
+    return out + (confusion(pred, labels),) if with_confusion else out
 
 
 def main(argv=None):
@@ -87,7 +96,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     net = load_classifier(args.classifier)
     xte, yte = load_split("test")
-    _, test_feats = predict(net, to_input(xte))
+    test_pred, test_feats = predict(net, to_input(xte))
     t0 = time.time()
     result = {"sampler": args.sampler, "steps": args.steps, "cfg_scale": args.cfg_scale,
               "refine_every": args.refine_every}
@@ -110,8 +119,13 @@ def main(argv=None):
                 labels += [k] * args.per_class
         gen, labels = np.concatenate(gen), np.array(labels)
         result["source"] = args.model
-    per_class, acc, fid = score(gen, labels, net, test_feats)
-    result.update(per_class_accuracy=per_class, mean_class_accuracy=acc, fid_features=fid, n=len(labels))
+    per_class, acc, fid, conf = score(gen, labels, net, test_feats, with_confusion=True)
+    result.update(per_class_accuracy=per_class, mean_class_accuracy=acc, fid_features=fid, n=len(labels),
+                  confusion=conf,
+                  # the classifier's own per-class accuracy on the real 10k test set: a generated class
+                  # cannot be expected to score much above what real images of it score
+                  real_test_per_class_accuracy={CLASS_NAMES[k]: float((test_pred[yte == k] == k).mean())
+                                                for k in range(10)})
     print(f"class accuracy {acc:.3f}, feature FID {fid:.2f}; per class: " +
           ", ".join(f"{k} {v:.2f}" for k, v in per_class.items()), flush=True)
     if args.save_grid:

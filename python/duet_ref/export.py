@@ -9,6 +9,10 @@ RE-INITIALISE the layers that DuetModel initialises to zero, so that every branc
 `backbone.final.linear` and `refiner.conv_out` get weight and bias ~ N(0, (0.02*init_scale)^2),
 drawn from the same global torch RNG, in that order (blocks 0..depth-1, then final.ada,
 final.linear, conv_out; weight before bias). Without this eps_s == 0 and r == 0 at init.
+RepBN blocks then get mixing weight 0 and random BN statistics (randomize_repbn).
+
+RepBN blocks (backbone.norm = repbn) are written folded (repbn.fold_repbn_state): no norm
+tensors, the BN affine folded into the ada and cross.q layers.
 
 --checkpoint: the `ema` state dict of a train.py checkpoint; the config is the checkpoint's
 "config" entry.
@@ -43,10 +47,29 @@ def randomize_zero_init(model: DuetModel, init_scale: float = 1.0):
     return model
 
 
+def randomize_repbn(model: DuetModel):
+    """RepBN blocks of a test model: mixing weight 0 (pure RepBN, foldable) and non-trivial BN
+    statistics and affine (running_mean ~ N(0, 0.1^2), running_var ~ U(0.5, 2), weight ~ U(0.5, 1.5),
+    bias ~ N(0, 0.1^2), eta ~ U(0.5, 1.5)), drawn per norm in module order after the zero-init layers."""
+    from .repbn import ProgressiveNorm
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, ProgressiveNorm):
+                m.lam.zero_()
+                bn = m.rep.bn
+                bn.running_mean.normal_(0.0, 0.1)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.normal_(0.0, 0.1)
+                m.rep.eta.uniform_(0.5, 1.5)
+    return model
+
+
 def random_model(cfg: dict, seed: int, init_scale: float = 1.0) -> DuetModel:
     torch.manual_seed(seed)
     model = DuetModel(cfg)
     randomize_zero_init(model, init_scale)
+    randomize_repbn(model)
     return model.eval()
 
 

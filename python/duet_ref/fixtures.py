@@ -6,6 +6,7 @@ Writes (see docs/model.md, "Golden fixtures"):
                    sample_dpmpp_2m_norefine.safetensors}
   <out>/awkward/{config.json, model.safetensors (F32), golden.safetensors}
   <out>/tiny-slab/, <out>/awkward-hybrid/ (the same with SLAB linear attention; golden only)
+  <out>/tiny-cswin/, <out>/awkward-cswin/ (CSWin stripe attention and folded RepBN; golden only)
   <out>/tokenizer_cases.json
 
 Weights: export.random_model(config, seed) (zero-initialised layers re-drawn). The tiny-demo
@@ -39,7 +40,9 @@ T_VALUES = [537.25, 12.0]
 # name -> (seed, weight dtype, refiner intermediates)
 CONFIGS = {"tiny-demo": (1, "f16", False), "awkward": (2, "f32", True),
            # SLAB linear attention in every block / in blocks 0 and 2 (a hybrid), issue 20
-           "tiny-slab": (3, "f16", False), "awkward-hybrid": (4, "f32", True)}
+           "tiny-slab": (3, "f16", False), "awkward-hybrid": (4, "f32", True),
+           # CSWin stripe attention + RepBN (all blocks / mixed per block with SLAB and softmax), issue 20
+           "tiny-cswin": (5, "f16", False), "awkward-cswin": (6, "f32", True)}
 
 SAMPLE = {"steps": 10, "n": 1, "seed": 1234, "cfg_scale": 3.0, "refine_every": 3,
           "prompt": "a photo of a dark sneaker", "negative_prompt": ""}

@@ -62,13 +62,16 @@ class PromptState:
 
 
 class DuetModel(nn.Module):
-    def __init__(self, cfg):
+    """repbn_folded: build RepBN blocks as exported (norms folded away, repbn.py), as
+    checkpoint.load_model does; False (training) builds them with their progressive norms."""
+
+    def __init__(self, cfg, repbn_folded=False):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = make_tokenizer(cfg)
         self.text = TextEncoder(cfg)
         self.cond = Conditioning(cfg)
-        self.backbone = Backbone(cfg)
+        self.backbone = Backbone(cfg, repbn_folded)
         self.refiner = Refiner(cfg)
         self.gate = Gate(cfg)
         hp = cfg["highpass"]

@@ -26,6 +26,7 @@ from . import config as config_mod
 from .data import PromptedFashion
 from .diffusion import Schedule
 from .model import DuetModel
+from .repbn import repbn_lambda, set_repbn_lambda
 from .spectral import highpass
 from .text_probe import TextProbe, pretrain_text, probe_loss
 
@@ -113,6 +114,9 @@ def main(argv=None):
     ap.add_argument("--text-pretrain-steps", type=int, default=150,
                     help="text-only probe pre-training before the first diffusion step (once per run dir)")
     ap.add_argument("--text-aux", type=float, default=0.1, help="weight of the text-probe loss (0 = off)")
+    ap.add_argument("--repbn-steps", type=int, default=2000,
+                    help="backbone.norm = repbn blocks: the LayerNorm -> RepBN mixing weight falls linearly from 1 "
+                         "to 0 over this many steps (0 = RepBN from the first step); export needs it at 0")
     ap.add_argument("--init-from", default="",
                     help="exported model dir (config.json + model.safetensors): when --out has no last.ckpt, start "
                          "from its weights (model and EMA both; its config replaces --config; the text encoder counts "
@@ -195,6 +199,9 @@ def main(argv=None):
         pos += args.batch
         x0, prompts, labels = data.batch_labeled(idx)
         set_lrs(opt, step, args.total_steps, args.warmup)
+        lam = repbn_lambda(step, args.repbn_steps)
+        set_repbn_lambda(model, lam)
+        set_repbn_lambda(ema, lam)
         loss, sem, tex, fused = loss_terms(model, sched, x0, prompts, gen, args.lambda_sem, args.lambda_tex,
                                            probe, labels, args.text_aux)
         opt.zero_grad(set_to_none=True)
@@ -207,6 +214,8 @@ def main(argv=None):
         with torch.no_grad():
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+            for be, bm in zip(ema.buffers(), model.buffers()):  # BatchNorm statistics (RepBN) are not averaged
+                be.copy_(bm)
         step += 1
         acc += [loss.item(), sem.item(), tex.item(), fused.item()]
         n_acc += 1
