@@ -1,9 +1,9 @@
-"""Cost growth with the token count: softmax vs SLAB linear self-attention (issue 20).
+"""Cost growth with the token count: softmax vs SLAB linear vs CSWin stripe self-attention (issue 20).
 
     /usr/bin/python3 bench/long_sequences.py [--duet build/duet] [--out docs/long-sequences]
 
 Two families of seeded random-weight models (python -m duet_ref.export --random), each once per
-attention kind, timed by `duet bench` (denoise without the refiner, batch 1, median of --reps):
+attention kind (CSWin stripe width: 8 tokens at seed width, 2 at the demo size; LePE kernel 3), timed by `duet bench` (denoise without the refiner, batch 1, median of --reps):
   * seed width: backbone width 1152, 16 heads, depth 2, patch 2, on 32², 64², 128² latents
     (256, 1024, 4096 tokens, 4 channels);
   * demo size: the shipped model's config (width 128, depth 6, patch 4) at 28..224 px.
@@ -22,7 +22,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KINDS = ("softmax", "slab_linear")
+KINDS = ("softmax", "slab_linear", "cswin")
+STRIPE = {"seed": 8, "demo": 2}
 
 
 def seed_config(kind: str) -> dict:
@@ -31,7 +32,8 @@ def seed_config(kind: str) -> dict:
     cfg["name"] = f"seed-width-{kind}"
     cfg["image"] = {"channels": 4, "height": 32, "width": 32}
     cfg["backbone"].update({"patch": 2, "width": 1152, "depth": 2, "heads": 16, "mlp_ratio": 4,
-                            "attention": kind, "slab_kernel": 5})
+                            "attention": kind, "slab_kernel": 5, "cswin_stripe": STRIPE["seed"],
+                            "cswin_kernel": 3})
     return cfg
 
 
@@ -41,6 +43,7 @@ def demo_config(kind: str) -> dict:
     cfg["name"] = f"demo-{kind}"
     cfg["backbone"]["attention"] = kind
     cfg["backbone"].setdefault("slab_kernel", 5)
+    cfg["backbone"].update(cswin_stripe=STRIPE["demo"], cswin_kernel=3)
     return cfg
 
 
@@ -102,7 +105,9 @@ def plot(rows: list, path: str):
         d.text((px(t) - 12, H - B + 8), str(t), fill=(0, 0, 0))
     d.text((W // 2 - 120, H - 25), "tokens (log)  ->  denoise ms per call (log)", fill=(0, 0, 0))
     colours = {("seed", "softmax"): (214, 39, 40), ("seed", "slab_linear"): (31, 119, 180),
-               ("demo", "softmax"): (255, 127, 14), ("demo", "slab_linear"): (44, 160, 44)}
+               ("seed", "cswin"): (148, 103, 189),
+               ("demo", "softmax"): (255, 127, 14), ("demo", "slab_linear"): (44, 160, 44),
+               ("demo", "cswin"): (140, 86, 75)}
     for i, (key, col) in enumerate(colours.items()):
         pts = [(px(r["tokens"]), py(r["denoise_ms"])) for r in rows
                if (r["family"], r["attention"]) == key]

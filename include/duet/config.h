@@ -50,12 +50,25 @@ struct BackboneConfig {
   int64_t depth = 6;
   int64_t heads = 6;
   int64_t mlp_ratio = 4;
-  // Self-attention kind of each block, "softmax" | "slab_linear" (docs/model.md); config.json
-  // holds one name for every block or a list of depth names. Empty (the default) = all softmax.
+  // Self-attention kind of each block, "softmax" | "slab_linear" | "cswin" (docs/model.md);
+  // config.json holds one name for every block or a list of depth names. Empty (the default) =
+  // all softmax.
   std::vector<std::string> attention;
   int64_t slab_kernel = 5;  // odd: the depth-wise conv on V of slab_linear blocks
-  bool slab(int64_t block) const {
-    return !attention.empty() && attention[static_cast<size_t>(block)] == "slab_linear";
+  int64_t cswin_stripe =
+      1;  // cswin blocks: stripe width in tokens (the last stripe may be shorter)
+  int64_t cswin_kernel = 3;  // odd: LePE, the depth-wise conv on V within each stripe window
+  // Norm kind of each block, "layernorm" | "repbn" (same forms; empty = all layernorm). repbn
+  // blocks are stored folded (python/duet_ref/repbn.py): norm1 / norm2 are the bare adaLN
+  // modulation and ln_c is absent (its affine map lives in cross.q).
+  std::vector<std::string> norm;
+  bool slab(int64_t block) const { return kind(attention, block, "slab_linear"); }
+  bool cswin(int64_t block) const { return kind(attention, block, "cswin"); }
+  bool repbn(int64_t block) const { return kind(norm, block, "repbn"); }
+
+ private:
+  static bool kind(const std::vector<std::string>& v, int64_t block, const char* name) {
+    return !v.empty() && v[static_cast<size_t>(block)] == name;
   }
 };
 

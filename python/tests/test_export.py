@@ -11,6 +11,7 @@ from duet_ref.checkpoint import load_model, save_state
 from duet_ref.export import random_model, zero_init_layers
 from duet_ref.fixtures import CONFIGS, SAMPLE, golden, sample_run
 from duet_ref.pipeline import refine_at, to_uint8
+from duet_ref.repbn import fold_repbn_state
 
 from helpers import FIXTURES, REPO, load_cfg
 
@@ -111,7 +112,7 @@ def test_golden_fixtures_reproduce(name):
             assert torch.equal(stored[k], v), k
     # and the stored weights are exactly what export.random_model(seed) produces (after dtype rounding)
     w = st.load_file(os.path.join(d, "model.safetensors"))
-    sd = random_model(model.cfg, CONFIGS[name][0]).state_dict()
+    sd = fold_repbn_state(random_model(model.cfg, CONFIGS[name][0]).state_dict(), model.cfg)  # as stored
     dt = {"f16": torch.float16, "f32": torch.float32}[CONFIGS[name][1]]
     assert all(torch.equal(w[k], sd[k].to(dt)) for k in sd)
 

@@ -126,6 +126,12 @@ class Backend {
   virtual int64_t slab_scratch_floats(int64_t b, int64_t heads, int64_t d, int64_t kernel) const {
     return ops::slab_scratch_floats(b, heads, d, kernel);
   }
+  // CSWin stripe attention with LePE (ops.h); a.scratch holds cswin_scratch_floats() floats.
+  virtual void cswin_attention(const ops::CswinAttentionArgs& a) const = 0;
+  virtual int64_t cswin_scratch_floats(int64_t b, int64_t heads, int64_t d, int64_t gh, int64_t gw,
+                                       int64_t stripe, int64_t kernel) const {
+    return ops::cswin_scratch_floats(b, heads, d, gh, gw, stripe, kernel);
+  }
   // enc [B, s*s*k*k, H, W] logits -> y [B, C, sH, sW]; scratch: carafe_scratch_floats() floats.
   virtual void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
                       int64_t k, int64_t s, float* scratch, float* y) const = 0;
@@ -144,6 +150,9 @@ class Backend {
   virtual void add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b,
                               int64_t n, int64_t d) const = 0;
   virtual void silu(const float* x, float* y, int64_t n) const = 0;  // y = x * sigmoid(x)
+  // y [B, N, D] = x * (1 + scale[b, :]) + shift[b, :] (adaLN modulate without a norm)
+  virtual void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+                        const float* scale, int64_t mod_stride, float* y) const = 0;
   // h [B, C, HW] = h * (1 + scale[b, c]) + shift[b, c]
   virtual void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b,
                     int64_t c, int64_t hw) const = 0;

@@ -1,6 +1,7 @@
 // Analytic FLOP counter, mirroring python/duet_ref/{text_encoder,backbone,refiner,model}.py.
 #include "bench/flops.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace duet::bench {
@@ -70,10 +71,27 @@ FlopCount count_flops(const ModelConfig& cfg, int64_t batch, int64_t height, int
   // on V (2·BN·D·k²). Cross-attention: 2·mm(BN, L, D).
   const double d_head = D / static_cast<double>(cfg.backbone.heads);
   const double kk = static_cast<double>(cfg.backbone.slab_kernel * cfg.backbone.slab_kernel);
+  // CSWin: Q·Kᵀ and A·V within each stripe window (4·d per query-key pair and head; the sum of
+  // squared window sizes per branch, ragged last stripes included) + the LePE conv (2·BN·D·k²).
+  const auto gh = static_cast<int64_t>(H / P), gw = static_cast<int64_t>(W / P);
+  const int64_t sw = cfg.backbone.cswin_stripe;
+  auto window_pairs = [sw](int64_t across, int64_t along) {
+    double pairs = 0;
+    for (int64_t s0 = 0; s0 < across; s0 += sw) {
+      const double len = static_cast<double>(std::min(sw, across - s0) * along);
+      pairs += len * len;
+    }
+    return pairs;
+  };
+  const int64_t hh = cfg.backbone.heads / 2, hv = cfg.backbone.heads - hh;
+  const double kc = static_cast<double>(cfg.backbone.cswin_kernel * cfg.backbone.cswin_kernel);
+  const double cswin =
+      B * 4 * d_head * (hh * window_pairs(gh, gw) + hv * window_pairs(gw, gh)) + 2 * BN * D * kc;
   for (int64_t i = 0; i < cfg.backbone.depth; ++i)
-    fc.backbone_attn +=
-        (cfg.backbone.slab(i) ? 2 * mm(BN, d_head, D) + 2 * BN * D * (1 + kk) : 2 * mm(BN, N, D)) +
-        2 * mm(BN, L, D);
+    fc.backbone_attn += (cfg.backbone.slab(i)    ? 2 * mm(BN, d_head, D) + 2 * BN * D * (1 + kk)
+                         : cfg.backbone.cswin(i) ? cswin
+                                                 : 2 * mm(BN, N, D)) +
+                        2 * mm(BN, L, D);
   fc.backbone_other = conv(B, H / P, W / P, D, C, P)             // patch embedding
                       + depth * mm(B, 6 * D, D)                  // adaLN
                       + mm(B, 2 * D, D) + mm(BN, P * P * C, D);  // final ada + linear

@@ -103,10 +103,14 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& cfg) {
       t.linear(b + ".attn.qkv", D, 3 * D);
       t.conv(b + ".attn.dwc", 1, D / cfg.backbone.heads, cfg.backbone.slab_kernel);
       t.linear(b + ".attn.proj", D, D);
+    } else if (cfg.backbone.cswin(i)) {  // cswin_attention.py CSWinAttention: qkv, lepe, proj
+      t.linear(b + ".attn.qkv", D, 3 * D);
+      t.conv(b + ".attn.lepe", 1, D, cfg.backbone.cswin_kernel);
+      t.linear(b + ".attn.proj", D, D);
     } else {
       self_attention(t, b + ".attn", D);
     }
-    t.norm(b + ".ln_c", D);
+    if (!cfg.backbone.repbn(i)) t.norm(b + ".ln_c", D);  // repbn: folded into cross.q
     t.linear(b + ".cross.q", D, D);
     t.linear(b + ".cross.k", Dt, D);
     t.linear(b + ".cross.v", Dt, D);

@@ -36,11 +36,11 @@ json merge(const json& base, const json& over) {
 }
 
 // One name when every block has the same kind (the common case and the default), else the list.
-json attention_json(const BackboneConfig& b) {
-  if (b.attention.empty()) return "softmax";
-  for (const std::string& a : b.attention)
-    if (a != b.attention.front()) return b.attention;
-  return b.attention.front();
+json per_block_json(const std::vector<std::string>& kinds, const char* dflt) {
+  if (kinds.empty()) return dflt;
+  for (const std::string& a : kinds)
+    if (a != kinds.front()) return kinds;
+  return kinds.front();
 }
 
 json to_json_value(const ModelConfig& c) {
@@ -66,8 +66,11 @@ json to_json_value(const ModelConfig& c) {
         {"depth", c.backbone.depth},
         {"heads", c.backbone.heads},
         {"mlp_ratio", c.backbone.mlp_ratio},
-        {"attention", attention_json(c.backbone)},
-        {"slab_kernel", c.backbone.slab_kernel}}},
+        {"attention", per_block_json(c.backbone.attention, "softmax")},
+        {"slab_kernel", c.backbone.slab_kernel},
+        {"cswin_stripe", c.backbone.cswin_stripe},
+        {"cswin_kernel", c.backbone.cswin_kernel},
+        {"norm", per_block_json(c.backbone.norm, "layernorm")}}},
       {"refiner",
        {{"base_channels", r.base_channels},
         {"channel_mult", r.channel_mult},
@@ -203,10 +206,23 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
   if (b.slab_kernel <= 0 || b.slab_kernel % 2 == 0 || b.slab_kernel > 63)
     return field_error(file, "backbone.slab_kernel",
                        "expected a positive odd integer <= 63, got " + num(b.slab_kernel));
-  if (!b.attention.empty() && static_cast<int64_t>(b.attention.size()) != b.depth)
-    return field_error(file, "backbone.attention",
-                       "expected one name per block (" + num(b.depth) + "), got " +
-                           num(static_cast<int64_t>(b.attention.size())));
+  if (b.cswin_kernel <= 0 || b.cswin_kernel % 2 == 0 || b.cswin_kernel > 63)
+    return field_error(file, "backbone.cswin_kernel",
+                       "expected a positive odd integer <= 63, got " + num(b.cswin_kernel));
+  if (b.cswin_stripe <= 0)
+    return field_error(file, "backbone.cswin_stripe",
+                       "expected a positive integer, got " + num(b.cswin_stripe));
+  for (const auto* kinds : {&b.attention, &b.norm})
+    if (!kinds->empty() && static_cast<int64_t>(kinds->size()) != b.depth)
+      return field_error(file, kinds == &b.norm ? "backbone.norm" : "backbone.attention",
+                         "expected one name per block (" + num(b.depth) + "), got " +
+                             num(static_cast<int64_t>(kinds->size())));
+  for (int64_t i = 0; i < static_cast<int64_t>(b.attention.size()); ++i)
+    if (b.cswin(i) && b.heads % 2)
+      return field_error(file, "backbone.heads",
+                         "cswin blocks split the heads in halves (horizontal / vertical stripes), "
+                         "so heads must be even, got " +
+                             num(b.heads));
   const int64_t H = c.image.height, W = c.image.width;
   if (H % b.patch || W % b.patch)
     return field_error(file, "backbone.patch",
@@ -284,6 +300,36 @@ Status validate_config(const ModelConfig& c, std::string_view file) {
     return field_error(
         file, "inference.cfg_scale",
         "expected a number in [1, 100], got " + std::to_string(c.inference.cfg_scale));
+  return Status::ok();
+}
+
+// backbone.<field>: one of `names` for every block, or a list of `depth` of them -> *out (one
+// entry per block; left empty when depth is out of range, which validation reports).
+static Status read_block_kinds(std::string_view file, const json& v, const char* field,
+                               std::initializer_list<const char*> names, int64_t depth,
+                               std::vector<std::string>* out) {
+  std::string alts;
+  for (const char* n : names) alts += (alts.empty() ? "" : "|") + std::string(n);
+  const std::string key = std::string("backbone.") + field;
+  const std::string msg = "expected " + alts + " or a list of backbone.depth (" + num(depth) +
+                          ") such names (got " + show(v) + ")";
+  auto known = [&](const json& e) {
+    if (!e.is_string()) return false;
+    for (const char* n : names)
+      if (e.get<std::string>() == n) return true;
+    return false;
+  };
+  if (v.is_array()) {
+    if (static_cast<int64_t>(v.size()) != depth) return field_error(file, key, msg);
+    for (const json& e : v) {
+      if (!known(e)) return field_error(file, key, msg);
+      out->push_back(e.get<std::string>());
+    }
+  } else if (known(v)) {
+    if (depth > 0 && depth <= 1024) out->assign(static_cast<size_t>(depth), v.get<std::string>());
+  } else {
+    return field_error(file, key, msg);
+  }
   return Status::ok();
 }
 
@@ -366,29 +412,15 @@ Result<ModelConfig> parse_config(std::string_view text, std::string_view file) {
   }
   DUET_RETURN_IF_ERROR(read_int(file, m["backbone"], "backbone", "slab_kernel",
                                 "expected a positive odd integer", &c.backbone.slab_kernel));
-  {
-    const json& att = m["backbone"]["attention"];
-    const std::string msg = "expected softmax|slab_linear or a list of backbone.depth (" +
-                            num(c.backbone.depth) + ") such names";
-    auto known = [](const json& v) {
-      return v.is_string() &&
-             (v.get<std::string>() == "softmax" || v.get<std::string>() == "slab_linear");
-    };
-    if (att.is_array()) {
-      if (static_cast<int64_t>(att.size()) != c.backbone.depth)
-        return field_error(file, "backbone.attention", msg + " (got " + show(att) + ")");
-      for (const json& v : att) {
-        if (!known(v))
-          return field_error(file, "backbone.attention", msg + " (got " + show(att) + ")");
-        c.backbone.attention.push_back(v.get<std::string>());
-      }
-    } else if (known(att)) {
-      if (c.backbone.depth > 0 && c.backbone.depth <= 1024)
-        c.backbone.attention.assign(static_cast<size_t>(c.backbone.depth), att.get<std::string>());
-    } else {
-      return field_error(file, "backbone.attention", msg + " (got " + show(att) + ")");
-    }
-  }
+  DUET_RETURN_IF_ERROR(read_int(file, m["backbone"], "backbone", "cswin_stripe",
+                                "expected a positive integer", &c.backbone.cswin_stripe));
+  DUET_RETURN_IF_ERROR(read_int(file, m["backbone"], "backbone", "cswin_kernel",
+                                "expected a positive odd integer", &c.backbone.cswin_kernel));
+  DUET_RETURN_IF_ERROR(read_block_kinds(file, m["backbone"]["attention"], "attention",
+                                        {"softmax", "slab_linear", "cswin"}, c.backbone.depth,
+                                        &c.backbone.attention));
+  DUET_RETURN_IF_ERROR(read_block_kinds(file, m["backbone"]["norm"], "norm", {"layernorm", "repbn"},
+                                        c.backbone.depth, &c.backbone.norm));
   const json& mult = m["refiner"]["channel_mult"];
   const std::string mult_msg = "expected a non-empty list of positive integers";
   if (!mult.is_array())

@@ -26,12 +26,20 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   float* hid = s.ws.alloc(BN * hidden);  // [B, N, rD]
   float* ada = s.ws.alloc(B * 6 * D);    // [B, 6D] = sh1 sc1 g1 sh2 sc2 g2
   float* h0 = s.ws.alloc(BN * D);        // [B, N, D] cache members: h at the start of their span
-  bool any_slab = false;
-  for (int64_t i = 0; i < cfg.backbone.depth; ++i) any_slab = any_slab || cfg.backbone.slab(i);
+  const BackboneConfig& bc = cfg.backbone;
+  bool any_slab = false, any_cswin = false;
+  for (int64_t i = 0; i < bc.depth; ++i) {
+    any_slab = any_slab || bc.slab(i);
+    any_cswin = any_cswin || bc.cswin(i);
+  }
   // [B, heads, d*d + d] kv and z of slab_linear blocks, + the backend's own scratch
   float* slab_scratch =
-      any_slab ? s.ws.alloc(be.slab_scratch_floats(B, heads, D / heads, cfg.backbone.slab_kernel))
-               : nullptr;
+      any_slab ? s.ws.alloc(be.slab_scratch_floats(B, heads, D / heads, bc.slab_kernel)) : nullptr;
+  // gathered stripe windows of cswin blocks (ops/cswin_layout.h)
+  float* cswin_scratch = any_cswin
+                             ? s.ws.alloc(be.cswin_scratch_floats(B, heads, D / heads, gh, gw,
+                                                                  bc.cswin_stripe, bc.cswin_kernel))
+                             : nullptr;
 
   be.conv2d(*m.patch, x, B, s.H, s.W, h);  // [B, N, D]
   be.add(h, s.pos.f32(), B, N * D);        // + pos [N, D] per image
@@ -61,39 +69,69 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
   la.gw = gw;
   la.head_dim = D / heads;
   la.kernel = cfg.backbone.slab_kernel;
+  ops::CswinAttentionArgs wa;  // CSWin stripe self-attention (cswin blocks)
+  wa.q = sa.q;
+  wa.k = sa.k;
+  wa.v = sa.v;
+  wa.ldq = wa.ldk = wa.ldv = 3 * D;
+  wa.out = att;
+  wa.ldo = D;
+  wa.scratch = cswin_scratch;
+  wa.batch = B;
+  wa.heads = heads;
+  wa.gh = gh;
+  wa.gw = gw;
+  wa.head_dim = D / heads;
+  wa.stripe = bc.cswin_stripe;
+  wa.kernel = bc.cswin_kernel;
   ops::AttentionArgs ca = sa;  // cross-attention to the prompt
   ca.q = q;
   ca.ldq = ca.ldk = ca.ldv = D;
   ca.nk = L;
   ca.key_mask = ps.key_mask.as<uint8_t>();
 
+  // xn = modulate(norm(h), shift, scale): LayerNorm, or none in a folded RepBN block
+  auto norm_modulate = [&](const DiTBlockW& blk, const float* shift, const float* scale) {
+    if (blk.repbn)
+      be.modulate(h, B, N, D, shift, scale, 6 * D, xn);
+    else
+      be.layer_norm_modulate(h, B, N, D, 1e-6f, shift, scale, 6 * D, xn);
+  };
   auto run_block = [&](size_t i, bool xn_ready) {
     const DiTBlockW& blk = m.blocks[i];
-    // x = x + g1 * attn(modulate(ln(x), sh1, sc1))
+    // x = x + g1 * attn(modulate(norm1(x), sh1, sc1))
     if (!xn_ready) {
       be.linear(*blk.ada, c_silu, B, ada);
-      be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
+      norm_modulate(blk, ada, ada + D);
     }
     be.linear(*blk.qkv, xn, BN, qkv);
-    if (cfg.backbone.slab(static_cast<int64_t>(i))) {
+    if (bc.slab(static_cast<int64_t>(i))) {
       la.dwc_w = blk.dwc_w;
       la.dwc_b = blk.dwc_b;
       be.slab_attention(la);
+    } else if (bc.cswin(static_cast<int64_t>(i))) {
+      wa.lepe_w = blk.dwc_w;
+      wa.lepe_b = blk.dwc_b;
+      be.cswin_attention(wa);
     } else {
       be.attention(sa);
     }
     be.linear(*blk.proj, att, BN, o);
     be.add_gated_rows(h, o, ada + 2 * D, 6 * D, B, N, D);
-    // x = x + sem * cross(ln_c(x), K, V)
-    be.layer_norm(h, BN, D, blk.ln_c.gamma, blk.ln_c.beta, 1e-6f, xn);
-    be.linear(*blk.q, xn, BN, q);
+    // x = x + sem * cross(ln_c(x), K, V); folded RepBN: ln_c's affine map lives in cross.q
+    if (blk.repbn) {
+      be.linear(*blk.q, h, BN, q);
+    } else {
+      be.layer_norm(h, BN, D, blk.ln_c.gamma, blk.ln_c.beta, 1e-6f, xn);
+      be.linear(*blk.q, xn, BN, q);
+    }
     ca.k = ps.k[i].f32();
     ca.v = ps.v[i].f32();
     be.attention(ca);
     be.linear(*blk.cproj, att, BN, o);
     be.add_gated_rows(h, o, ps.sem[i].f32(), D, B, N, D);
-    // x = x + g2 * mlp(modulate(ln(x), sh2, sc2))
-    be.layer_norm_modulate(h, B, N, D, 1e-6f, ada + 3 * D, ada + 4 * D, 6 * D, xn);
+    // x = x + g2 * mlp(modulate(norm2(x), sh2, sc2))
+    norm_modulate(blk, ada + 3 * D, ada + 4 * D);
     be.linear(*blk.fc1, xn, BN, hid);
     be.linear(*blk.fc2, hid, BN, o);
     be.add_gated_rows(h, o, ada + 5 * D, 6 * D, B, N, D);
@@ -135,7 +173,7 @@ void backbone_forward(Context::State& s, const float* x, int64_t B, const float*
           if (c.spec.mode == CacheMode::kStep) {  // block 0's modulated input
             if (!xn_ready) {
               be.linear(*m.blocks[0].ada, c_silu, B, ada);
-              be.layer_norm_modulate(h, B, N, D, 1e-6f, ada, ada + D, 6 * D, xn);
+              norm_modulate(m.blocks[0], ada, ada + D);
               xn_ready = true;
             }
             ind = c.host_rows(at(xn, mb), count);

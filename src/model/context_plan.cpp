@@ -92,6 +92,13 @@ bool any_slab(const ModelConfig &cfg) {
   return false;
 }
 
+// True when any backbone block uses CSWin stripe attention (its window scratch is then planned).
+bool any_cswin(const ModelConfig &cfg) {
+  for (int64_t i = 0; i < cfg.backbone.depth; ++i)
+    if (cfg.backbone.cswin(i)) return true;
+  return false;
+}
+
 void plan_backbone(StackPlan &st, const Model::Impl &m, int64_t B, int64_t H, int64_t W) {
   const ModelConfig &cfg = m.cfg;
   const int64_t p = cfg.backbone.patch, D = cfg.backbone.width;
@@ -102,9 +109,13 @@ void plan_backbone(StackPlan &st, const Model::Impl &m, int64_t B, int64_t H, in
   for (int k = 0; k < 3; ++k) st.alloc(BN * D);
   st.alloc(BN * hidden);
   st.alloc(B * 6 * D);
+  st.alloc(BN * D);  // h0: the cache members' span start (backbone_forward.cpp)
   if (any_slab(cfg))
     st.alloc(m.be->slab_scratch_floats(B, cfg.backbone.heads, D / cfg.backbone.heads,
                                        cfg.backbone.slab_kernel));
+  if (any_cswin(cfg))
+    st.alloc(m.be->cswin_scratch_floats(B, cfg.backbone.heads, D / cfg.backbone.heads, H / p, W / p,
+                                        cfg.backbone.cswin_stripe, cfg.backbone.cswin_kernel));
   st.alloc(BN * cfg.patch_dim());
   st.offset = mark;
 }

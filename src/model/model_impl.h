@@ -28,9 +28,10 @@ struct TextBlockW {  // text_encoder.py TextBlock
 struct DiTBlockW {               // backbone.py DiTBlock
   LinearPtr ada;                 // [6D, D] applied to SiLU(c)
   LinearPtr qkv, proj;           // self-attention
-  const float* dwc_w = nullptr;  // slab_linear blocks: depth-wise conv on V [d, k, k] (store)
-  const float* dwc_b = nullptr;  // [d]
-  NormW ln_c;                    // affine LN, eps 1e-6
+  const float* dwc_w = nullptr;  // depth-wise conv on V (store): slab_linear [d, k, k],
+  const float* dwc_b = nullptr;  // cswin (LePE) [D, k, k]; bias [d] / [D]
+  bool repbn = false;            // folded RepBN: norm1/norm2 = bare modulate, no ln_c
+  NormW ln_c;                    // affine LN, eps 1e-6 (layernorm blocks)
   LinearPtr q, k, v, cproj;      // cross-attention (k, v applied to E once per prompt)
   LinearPtr sem_gate;            // [D, Dt], sigmoid fused
   LinearPtr fc1, fc2;            // MLP, GELU fused in fc1

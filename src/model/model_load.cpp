@@ -259,7 +259,15 @@ Status build(Model::Impl& m, const std::map<std::string, Tensor>& src,
       DUET_ASSIGN_OR_RETURN(k.dwc_w, b.get(pre + ".attn.dwc.weight", {hd, 1, ks, ks}, true));
       DUET_ASSIGN_OR_RETURN(k.dwc_b, b.get(pre + ".attn.dwc.bias", {hd}, true));
     }
-    DUET_ASSIGN_OR_RETURN(k.ln_c, b.norm(pre + ".ln_c", D));
+    if (bc.cswin(i)) {  // cswin_attention.py: lepe = Conv2d(D, D, k, groups=D)
+      const int64_t ks = bc.cswin_kernel;
+      DUET_ASSIGN_OR_RETURN(k.dwc_w, b.get(pre + ".attn.lepe.weight", {D, 1, ks, ks}, true));
+      DUET_ASSIGN_OR_RETURN(k.dwc_b, b.get(pre + ".attn.lepe.bias", {D}, true));
+    }
+    k.repbn = bc.repbn(i);
+    if (!k.repbn) {
+      DUET_ASSIGN_OR_RETURN(k.ln_c, b.norm(pre + ".ln_c", D));
+    }
     DUET_ASSIGN_OR_RETURN(k.q, b.linear(pre + ".cross.q", D, D));
     DUET_ASSIGN_OR_RETURN(k.k, b.linear(pre + ".cross.k", D, Dt));
     DUET_ASSIGN_OR_RETURN(k.v, b.linear(pre + ".cross.v", D, Dt));

@@ -42,6 +42,16 @@ void film(float* h, const float* scale, const float* shift, int64_t mstride, int
       }
 }
 
+void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+              const float* scale, int64_t mod_stride, float* y) {
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < d; ++j) {
+        const int64_t i = (bi * n + t) * d + j;
+        y[i] = x[i] * (1.0f + scale[bi * mod_stride + j]) + shift[bi * mod_stride + j];
+      }
+}
+
 void gated_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
                 int64_t b, int64_t c, int64_t hw) {
   for (int64_t bi = 0; bi < b; ++bi)

@@ -19,6 +19,10 @@ void silu_copy(const float* x, float* y, int64_t n);
 // NCHW FiLM: h[b, c, :] = h * (1 + scale[b, c]) + shift[b, c]; rows mstride apart. h [B, C, HW]
 void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
           int64_t hw);
+// adaLN modulation without a norm (folded RepBN blocks): y[b, t, :] = x * (1 + scale[b, :]) +
+// shift[b, :]; shift/scale rows mod_stride apart. x, y [B, N, D]
+void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+              const float* scale, int64_t mod_stride, float* y);
 // Gated FiLM: h = h + sigmoid(g) * ((h * (1 + scale) + shift) - h). h [B, C, HW]
 void gated_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
                 int64_t b, int64_t c, int64_t hw);

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/cswin_layout.h"
+
 namespace duet::ops {
 
 // ---- dense ------------------------------------------------------------------------------------
@@ -82,6 +84,29 @@ inline int64_t slab_scratch_floats(int64_t batch, int64_t heads, int64_t d, int6
 }
 // Reference: double accumulation, single-threaded.
 void slab_attention(const SlabAttentionArgs& a);
+
+// CSWin cross-shaped window self-attention with LePE over an image token grid
+// (cswin_attention.py; windows: ops/cswin_layout.h). Per image, head h of window w (d = head_dim):
+//   out_n = softmax(q_n K_w^T / sqrt(d)) V_w + lepe_b + sum_taps lepe_w * v[neighbour in w]
+// lepe_w [heads*d, kernel, kernel], lepe_b [heads*d] (one filter per channel). Rows as in
+// AttentionArgs (token n of image b at ptr + (b*N + n) * ld). scratch: at least
+// cswin_scratch_floats(batch, heads, head_dim, gh, gw, stripe, kernel) floats.
+struct CswinAttentionArgs {
+  const float* q = nullptr;
+  int64_t ldq = 0;
+  const float* k = nullptr;
+  int64_t ldk = 0;
+  const float* v = nullptr;
+  int64_t ldv = 0;
+  const float* lepe_w = nullptr;  // [heads*d, kernel, kernel]
+  const float* lepe_b = nullptr;  // [heads*d]
+  float* out = nullptr;           // [B, N, heads*d], row stride ldo
+  int64_t ldo = 0;
+  float* scratch = nullptr;
+  int64_t batch = 0, heads = 0, gh = 0, gw = 0, head_dim = 0, stripe = 1, kernel = 1;
+};
+// Reference: double accumulation, single-threaded, window by window; no scratch use.
+void cswin_attention(const CswinAttentionArgs& a);
 
 // ---- convolution & image ops (NCHW)
 // --------------------------------------------------------------- y [B, Cout, Ho, Wo] = conv(x [B,

@@ -108,6 +108,20 @@ TEST(Config, AttentionKindPerBlock) {
   ASSERT_TRUE(dflt.is_ok());
   EXPECT_FALSE(dflt->backbone.slab(0));
   EXPECT_EQ(dflt->backbone.slab_kernel, 5);
+  EXPECT_FALSE(dflt->backbone.cswin(0) || dflt->backbone.repbn(0));
+  EXPECT_EQ(dflt->backbone.cswin_stripe, 1);
+  EXPECT_EQ(dflt->backbone.cswin_kernel, 3);
+  auto cs = duet::parse_config(
+      R"({"backbone": {"depth": 3, "heads": 4, "width": 64, "attention": ["cswin", "softmax", "slab_linear"],
+          "norm": ["repbn", "layernorm", "repbn"], "cswin_stripe": 4, "cswin_kernel": 5}})");
+  ASSERT_TRUE(cs.is_ok()) << cs.status().to_string();
+  EXPECT_TRUE(cs->backbone.cswin(0) && !cs->backbone.cswin(1) && cs->backbone.slab(2));
+  EXPECT_TRUE(cs->backbone.repbn(0) && !cs->backbone.repbn(1) && cs->backbone.repbn(2));
+  EXPECT_EQ(cs->backbone.cswin_stripe, 4);
+  auto cs_back = duet::parse_config(duet::config_to_json(*cs));
+  ASSERT_TRUE(cs_back.is_ok());
+  EXPECT_EQ(cs_back->backbone.norm, cs->backbone.norm);
+  EXPECT_EQ(cs_back->backbone.cswin_kernel, 5);
 }
 
 TEST(Config, BadValuesNameFileAndField) {
@@ -183,6 +197,14 @@ TEST(Config, BadValuesNameFileAndField) {
        {"field backbone.slab_kernel: expected a positive odd"}},
       {R"({"backbone": {"slab_kernel": 0}})", {"field backbone.slab_kernel"}},
       {R"({"backbone": {"slab_kernel": 65}})", {"field backbone.slab_kernel"}},
+      {R"({"backbone": {"attention": "cswin", "heads": 3, "width": 24}})",
+       {"field backbone.heads: cswin blocks split the heads"}},
+      {R"({"backbone": {"cswin_stripe": 0}})", {"field backbone.cswin_stripe"}},
+      {R"({"backbone": {"cswin_kernel": 2}})",
+       {"field backbone.cswin_kernel: expected a positive odd"}},
+      {R"({"backbone": {"norm": "batchnorm"}})", {"field backbone.norm: expected layernorm|repbn"}},
+      {R"({"backbone": {"depth": 2, "norm": ["repbn"]}})",
+       {"field backbone.norm", "backbone.depth (2)"}},
   };
   for (const Case& c : cases) {
     auto r = duet::parse_config(c.json, "my/config.json");

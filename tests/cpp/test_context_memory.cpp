@@ -70,9 +70,10 @@ TEST(ContextMemory, EstimateMatchesTheMeasuredWorkspace) {
   EXPECT_EQ(Context::estimate_bytes(*model, bad).status().code(), StatusCode::kInvalidArgument);
 }
 
-// SLAB blocks add their kv / z scratch to the backbone's workspace: the plan must know it.
-TEST(ContextMemory, EstimateMatchesTheMeasuredWorkspaceWithSlabAttention) {
-  for (const char* name : {"tiny-slab", "awkward-hybrid"}) {
+// SLAB blocks add their kv / z scratch, CSWin blocks their gathered windows to the backbone's
+// workspace: the plan must know them.
+TEST(ContextMemory, EstimateMatchesTheMeasuredWorkspaceWithSlabAndCswinAttention) {
+  for (const char* name : {"tiny-slab", "awkward-hybrid", "tiny-cswin", "awkward-cswin"}) {
     auto model = load_or_null(std::string(DUET_SOURCE_DIR) + "/tests/fixtures/" + name);
     ASSERT_TRUE(model) << name;
     for (auto [b, h, w] : {std::tuple{1, 28, 28}, {3, 12, 20}, {2, 16, 32}}) {

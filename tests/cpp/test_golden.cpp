@@ -145,36 +145,44 @@ TEST_P(Golden, EveryIntermediateMatchesPyTorch) {
               backend_kind_name(gc.backend), worst, compared, line.c_str());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, Golden,
-                         ::testing::Values(GoldenCase{"tiny-demo", BackendKind::kReference},
-                                           GoldenCase{"tiny-demo", BackendKind::kCpu},
-                                           GoldenCase{"awkward", BackendKind::kReference},
-                                           GoldenCase{"awkward", BackendKind::kCpu},
-                                           GoldenCase{"tiny-demo", BackendKind::kReferenceDevice},
-                                           GoldenCase{"awkward", BackendKind::kReferenceDevice},
-                                           // SLAB linear attention (issue 20)
-                                           GoldenCase{"tiny-slab", BackendKind::kReference},
-                                           GoldenCase{"tiny-slab", BackendKind::kCpu},
-                                           GoldenCase{"tiny-slab", BackendKind::kReferenceDevice},
-                                           GoldenCase{"awkward-hybrid", BackendKind::kReference},
-                                           GoldenCase{"awkward-hybrid", BackendKind::kCpu},
-                                           GoldenCase{"awkward-hybrid",
-                                                      BackendKind::kReferenceDevice}
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, Golden,
+    ::testing::Values(GoldenCase{"tiny-demo", BackendKind::kReference},
+                      GoldenCase{"tiny-demo", BackendKind::kCpu},
+                      GoldenCase{"awkward", BackendKind::kReference},
+                      GoldenCase{"awkward", BackendKind::kCpu},
+                      GoldenCase{"tiny-demo", BackendKind::kReferenceDevice},
+                      GoldenCase{"awkward", BackendKind::kReferenceDevice},
+                      // SLAB linear attention (issue 20)
+                      GoldenCase{"tiny-slab", BackendKind::kReference},
+                      GoldenCase{"tiny-slab", BackendKind::kCpu},
+                      GoldenCase{"tiny-slab", BackendKind::kReferenceDevice},
+                      GoldenCase{"awkward-hybrid", BackendKind::kReference},
+                      GoldenCase{"awkward-hybrid", BackendKind::kCpu},
+                      GoldenCase{"awkward-hybrid", BackendKind::kReferenceDevice},
+                      // CSWin stripe attention + folded RepBN (issue 20)
+                      GoldenCase{"tiny-cswin", BackendKind::kReference},
+                      GoldenCase{"tiny-cswin", BackendKind::kCpu},
+                      GoldenCase{"tiny-cswin", BackendKind::kReferenceDevice},
+                      GoldenCase{"awkward-cswin", BackendKind::kReference},
+                      GoldenCase{"awkward-cswin", BackendKind::kCpu},
+                      GoldenCase{"awkward-cswin", BackendKind::kReferenceDevice}
 #ifdef DUET_HAVE_CUDA
-                                           ,
-                                           GoldenCase{"tiny-demo", BackendKind::kCuda},
-                                           GoldenCase{"awkward", BackendKind::kCuda},
-                                           GoldenCase{"tiny-slab", BackendKind::kCuda},
-                                           GoldenCase{"awkward-hybrid", BackendKind::kCuda}
+                      ,
+                      GoldenCase{"tiny-demo", BackendKind::kCuda},
+                      GoldenCase{"awkward", BackendKind::kCuda},
+                      GoldenCase{"tiny-slab", BackendKind::kCuda},
+                      GoldenCase{"awkward-hybrid", BackendKind::kCuda},
+                      GoldenCase{"tiny-cswin", BackendKind::kCuda},
+                      GoldenCase{"awkward-cswin", BackendKind::kCuda}
 #endif
-                                           ),
-                         [](const ::testing::TestParamInfo<GoldenCase>& i) {
-                           std::string n =
-                               i.param.fixture + "_" + backend_kind_name(i.param.backend);
-                           for (char& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+                      ),
+    [](const ::testing::TestParamInfo<GoldenCase>& i) {
+      std::string n = i.param.fixture + "_" + backend_kind_name(i.param.backend);
+      for (char& ch : n)
+        if (ch == '-') ch = '_';
+      return n;
+    });
 
 }  // namespace
 }  // namespace duet

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <hwy/targets.h>
@@ -389,3 +390,38 @@ TEST(Ops, PixelShuffleAndUnpatchifyAreThePythonPermutations) {
 
 }  // namespace
 }  // namespace duet
+
+// CSWin window layout (ops/cswin_layout.h, shared with the cuda kernels): every token sits in
+// exactly one window of each branch, padding slots only at the end of a ragged last stripe, and
+// LePE neighbours never cross a window edge.
+TEST(Ops, CswinLayoutCoversEveryTokenOncePerBranch) {
+  for (auto [gh, gw, sw] : {std::tuple<int64_t, int64_t, int64_t>{5, 7, 2},
+                            {4, 4, 4},
+                            {3, 9, 8},
+                            {1, 1, 1},
+                            {6, 10, 4}}) {
+    for (int which = 0; which < 2; ++which) {
+      const duet::ops::CswinBranch br = duet::ops::cswin_branch(which, 4, 8, gh, gw, sw);
+      EXPECT_EQ(br.nheads, 2);
+      EXPECT_EQ(br.c0, which * 16);
+      std::vector<int> seen(static_cast<size_t>(gh * gw), 0);
+      for (int64_t s = 0; s < br.windows; ++s)
+        for (int64_t t = 0; t < br.len; ++t) {
+          const int64_t n = duet::ops::cswin_token(br, gh, gw, sw, s, t);
+          if (n < 0) {
+            EXPECT_EQ(s, br.windows - 1) << "padding before the last stripe";
+            continue;
+          }
+          ++seen[static_cast<size_t>(n)];
+          const int64_t row = n / gw, col = n % gw;
+          EXPECT_EQ((which ? col : row) / sw, s);
+          EXPECT_FALSE(duet::ops::cswin_same_window(br, gh, gw, sw, row, col, which ? 0 : sw,
+                                                    which ? sw : 0));
+          EXPECT_TRUE(duet::ops::cswin_same_window(br, gh, gw, sw, row, col, 0, 0));
+        }
+      for (int c : seen) EXPECT_EQ(c, 1);
+    }
+  }
+  EXPECT_EQ(duet::ops::cswin_branch(1, 3, 5, 4, 4, 2).nheads,
+            2);  // odd heads: the rest go vertical
+}

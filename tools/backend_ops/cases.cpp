@@ -230,6 +230,44 @@ void slab(std::vector<Case>& cs, const std::string& tag, int64_t batch, int64_t 
         });
 }
 
+// CSWin stripe attention over a gh x gw grid (q/k/v packed [B, N, 3D]); ragged stripes when
+// `stripe` does not divide the grid. Scratch guarded, not compared (the backend's layout).
+void cswin(std::vector<Case>& cs, const std::string& tag, int64_t batch, int64_t heads, int64_t gh,
+           int64_t gw, int64_t dh, int64_t stripe, int64_t kernel) {
+  const int64_t width = heads * dh, ld = 3 * width, n = gh * gw;
+  const auto qkv = randu(batch * n * ld, g_seed++), w = randu(width * kernel * kernel, g_seed++),
+             bias = randu(width, g_seed++);
+  const double win = static_cast<double>(stripe) * (gh + gw) / 2.0;  // keys per query, about
+  plain(cs, "cswin_attention",
+        fmt("%s B=%lld heads=%lld grid=%lldx%lld dh=%lld stripe=%lld k=%lld", tag.c_str(),
+            (long long)batch, (long long)heads, (long long)gh, (long long)gw, (long long)dh,
+            (long long)stripe, (long long)kernel),
+        kF32, 4.0 * batch * n * 4 * width, batch * n * width * (4.0 * win + 2.0 * kernel * kernel),
+        [=](const Backend& be, Arena& a) {
+          ops::CswinAttentionArgs args;
+          const float* qd = a.in(qkv);
+          args.q = qd;
+          args.k = qd + width;
+          args.v = qd + 2 * width;
+          args.ldq = args.ldk = args.ldv = ld;
+          args.lepe_w = a.in(w);
+          args.lepe_b = a.in(bias);
+          args.out = a.out(batch * n * width);
+          args.ldo = width;
+          const std::vector<float> zeros(static_cast<size_t>(
+              be.cswin_scratch_floats(batch, heads, dh, gh, gw, stripe, kernel)));
+          args.scratch = const_cast<float*>(a.in(zeros));
+          args.batch = batch;
+          args.heads = heads;
+          args.gh = gh;
+          args.gw = gw;
+          args.head_dim = dh;
+          args.stripe = stripe;
+          args.kernel = kernel;
+          return std::function<void()>([&be, args] { be.cswin_attention(args); });
+        });
+}
+
 void model_shapes(std::vector<Case>& cs, const std::string& tag, const ModelConfig& cfg) {
   const int64_t B = 2, D = cfg.backbone.width, N = cfg.tokens(), hid = D * cfg.backbone.mlp_ratio;
   const int64_t Dt = cfg.text.width, L = cfg.text.max_length, C = cfg.image.channels;
@@ -252,6 +290,8 @@ void model_shapes(std::vector<Case>& cs, const std::string& tag, const ModelConf
   attention(cs, tag + " text", B, cfg.text.heads, L, L, Dt / cfg.text.heads, true, true);
   slab(cs, tag + " self", B, cfg.backbone.heads, H / p, W / p, D / cfg.backbone.heads,
        cfg.backbone.slab_kernel);
+  cswin(cs, tag + " self", B, cfg.backbone.heads, H / p, W / p, D / cfg.backbone.heads,
+        cfg.backbone.cswin_stripe, cfg.backbone.cswin_kernel);
 
   const auto x = randu(B * N * D, g_seed++), mod = randu(B * 6 * D, g_seed++),
              gam = randu(D, g_seed++), bet = randu(D, g_seed++);
@@ -271,6 +311,15 @@ void model_shapes(std::vector<Case>& cs, const std::string& tag, const ModelConf
           return std::function<void()>([&be, xd, m, y, B, N, D] {
             be.layer_norm_modulate(xd, B, N, D, 1e-6f, m + D, m + 2 * D, 6 * D, y);
           });
+        });
+  plain(cs, "modulate",
+        fmt("%s b=%lld n=%lld d=%lld stride=%lld", tag.c_str(), (long long)B, (long long)N,
+            (long long)D, (long long)(6 * D)),
+        kExact, 8.0 * B * N * D, 0, [=](const Backend& be, Arena& a) {
+          const float *xd = a.in(x), *m = a.in(mod);
+          float* y = a.out(B * N * D);
+          return std::function<void()>(
+              [&be, xd, m, y, B, N, D] { be.modulate(xd, B, N, D, m + D, m + 2 * D, 6 * D, y); });
         });
   const auto xi = randu(B * c0 * hw, g_seed++), gg = randu(c0, g_seed++), gb = randu(c0, g_seed++);
   for (bool silu : {false, true})
@@ -467,6 +516,11 @@ void awkward_shapes(std::vector<Case>& cs) {
   slab(cs, "odd", 2, 3, 5, 7, 13, 5);
   slab(cs, "wide kernel", 1, 1, 3, 2, 4, 7);
   slab(cs, "long", 1, 2, 64, 64, 36, 5);
+  cswin(cs, "1 token", 1, 2, 1, 1, 8, 1, 3);
+  cswin(cs, "ragged", 2, 4, 5, 7, 13, 2, 3);
+  cswin(cs, "odd heads", 1, 3, 6, 4, 5, 4, 5);
+  cswin(cs, "stripe > grid", 1, 2, 3, 5, 8, 8, 3);
+  cswin(cs, "long", 1, 2, 64, 64, 32, 8, 3);
 }
 
 }  // namespace

@@ -99,6 +99,7 @@ class CpuBackend final : public Backend {
   }
   void attention(const ops::AttentionArgs& a) const override { cpu::attention(a); }
   void slab_attention(const ops::SlabAttentionArgs& a) const override { cpu::slab_attention(a); }
+  void cswin_attention(const ops::CswinAttentionArgs& a) const override { cpu::cswin_attention(a); }
   void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t k, int64_t s, float* scratch, float* y) const override {
     cpu::carafe(x, enc, b, c, h, w, k, s, scratch, y);
@@ -120,6 +121,10 @@ class CpuBackend final : public Backend {
     cpu::add_gated_rows(x, y, g, gstride, b, n, d);
   }
   void silu(const float* x, float* y, int64_t n) const override { cpu::silu_copy(x, y, n); }
+  void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+                const float* scale, int64_t mod_stride, float* y) const override {
+    cpu::modulate(x, b, n, d, shift, scale, mod_stride, y);
+  }
   void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
             int64_t hw) const override {
     cpu::film(h, scale, shift, mstride, b, c, hw);

@@ -11,6 +11,9 @@ namespace duet::cpu {
 void attention(const ops::AttentionArgs& a);
 // SLAB linear attention (Highway); OpenMP over batch × heads, then over token rows.
 void slab_attention(const ops::SlabAttentionArgs& a);
+// CSWin stripe attention: windows gathered into a.scratch, the tiled attention() above with a key
+// mask for ragged stripes, then scattered back with the LePE taps added; OpenMP throughout.
+void cswin_attention(const ops::CswinAttentionArgs& a);
 // LayerNorm (affine or plain) and the fused LayerNorm + adaLN modulate; OpenMP over rows.
 void layer_norm(const float* x, int64_t m, int64_t d, const float* gamma, const float* beta,
                 float eps, float* y);

@@ -58,6 +58,20 @@ void film(float* h, const float* scale, const float* shift, int64_t mstride, int
     }
 }
 
+void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+              const float* scale, int64_t mod_stride, float* y) {
+#pragma omp parallel for collapse(2) if (b * n * d > kParallelMin)
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t t = 0; t < n; ++t) {
+      const float* sc = scale + bi * mod_stride;
+      const float* sh = shift + bi * mod_stride;
+      const float* xr = x + (bi * n + t) * d;
+      float* yr = y + (bi * n + t) * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; ++j) yr[j] = xr[j] * (1.0f + sc[j]) + sh[j];
+    }
+}
+
 void gated_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
                 int64_t b, int64_t c, int64_t hw) {
 #pragma omp parallel for collapse(2) if (b * c * hw > kParallelMin)

@@ -17,6 +17,9 @@ void add_broadcast(float* x, const float* y, int64_t outer, int64_t n);
 // NCHW FiLM: h[b, c, :] = h * (1 + scale[b, c]) + shift[b, c]; scale/shift rows mstride apart.
 void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
           int64_t hw);
+// y[b, t, :] = x * (1 + scale[b, :]) + shift[b, :] (folded RepBN blocks). x, y [B, N, D]
+void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+              const float* scale, int64_t mod_stride, float* y);
 // Gated FiLM (decoder): h = h + sigmoid(g) * ((h * (1 + scale) + shift) - h).
 void gated_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
                 int64_t b, int64_t c, int64_t hw);

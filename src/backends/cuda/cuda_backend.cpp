@@ -201,6 +201,14 @@ class CudaBackend final : public Backend {
   void slab_attention(const ops::SlabAttentionArgs& a) const override {
     cuda::launch_slab_attention(a, shared().stream);
   }
+  void cswin_attention(const ops::CswinAttentionArgs& a) const override {
+    for (int which = 0; which < 2; ++which) {
+      const ops::AttentionArgs at = cuda::launch_cswin_gather(a, which, shared().stream);
+      if (at.heads == 0) continue;
+      attention(at);
+      cuda::launch_cswin_scatter(a, which, shared().stream);
+    }
+  }
   void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t k, int64_t s, float* scratch, float* y) const override {
     cuda::launch_carafe(x, enc, b, c, h, w, k, s, scratch, y, shared().stream);
@@ -227,6 +235,10 @@ class CudaBackend final : public Backend {
   }
   void silu(const float* x, float* y, int64_t n) const override {
     cuda::launch_silu(x, y, n, shared().stream);
+  }
+  void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+                const float* scale, int64_t mod_stride, float* y) const override {
+    cuda::launch_modulate(x, b, n, d, shift, scale, mod_stride, y, shared().stream);
   }
   void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
             int64_t hw) const override {

@@ -47,12 +47,20 @@ int64_t attention_scratch_floats(const ops::AttentionArgs& a, int splits);
 void launch_attention(const ops::AttentionArgs& a, int splits, float* scratch, cudaStream_t st);
 // SLAB linear attention (kernels_slab.cu); a.scratch: ops::slab_scratch_floats() floats.
 void launch_slab_attention(const ops::SlabAttentionArgs& a, cudaStream_t st);
+// CSWin (kernels_cswin.cu), per branch `which` (ops/cswin_layout.h): gather the windows into
+// a.scratch (q, k, v, key mask; returns the AttentionArgs over them for the backend's attention),
+// then scatter the attention output back with the LePE taps added.
+ops::AttentionArgs launch_cswin_gather(const ops::CswinAttentionArgs& a, int which,
+                                       cudaStream_t st);
+void launch_cswin_scatter(const ops::CswinAttentionArgs& a, int which, cudaStream_t st);
 
 // ---- elementwise glue (kernels_elementwise.cu) ----
 void launch_add(float* x, const float* y, int64_t outer, int64_t n, cudaStream_t st);
 void launch_add_gated_rows(float* x, const float* y, const float* g, int64_t gstride, int64_t b,
                            int64_t n, int64_t d, cudaStream_t st);
 void launch_silu(const float* x, float* y, int64_t n, cudaStream_t st);
+void launch_modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+                     const float* scale, int64_t mod_stride, float* y, cudaStream_t st);
 void launch_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
                  int64_t b, int64_t c, int64_t hw, cudaStream_t st);
 void launch_concat_channels(const float* a, int64_t ca, const float* bsrc, int64_t cb,

@@ -36,6 +36,13 @@ __global__ void k_add_gated(float* x, const float* y, const float* g, int64_t gs
 __global__ void k_silu(const float* x, float* y, int64_t n) {
   DUET_GRID_STRIDE(i, n) { y[i] = x[i] * sigm(x[i]); }
 }
+__global__ void k_modulate(const float* x, const float* shift, const float* scale,
+                           int64_t mod_stride, int64_t n, int64_t d, float* y, int64_t total) {
+  DUET_GRID_STRIDE(i, total) {
+    const int64_t m = (i / (n * d)) * mod_stride + i % d;
+    y[i] = x[i] * (1.0f + scale[m]) + shift[m];
+  }
+}
 // g == null: FiLM; else gated FiLM.
 __global__ void k_film(float* h, const float* scale, const float* shift, const float* g,
                        int64_t mstride, int64_t c, int64_t hw, int64_t total) {
@@ -128,6 +135,12 @@ void launch_add_gated_rows(float* x, const float* y, const float* g, int64_t gst
 }
 void launch_silu(const float* x, float* y, int64_t n, cudaStream_t st) {
   if (n > 0) k_silu<<<grid(n), kThreads, 0, st>>>(x, y, n);
+}
+void launch_modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+                     const float* scale, int64_t mod_stride, float* y, cudaStream_t st) {
+  const int64_t total = b * n * d;
+  if (total > 0)
+    k_modulate<<<grid(total), kThreads, 0, st>>>(x, shift, scale, mod_stride, n, d, y, total);
 }
 void launch_film(float* h, const float* scale, const float* shift, const float* g, int64_t mstride,
                  int64_t b, int64_t c, int64_t hw, cudaStream_t st) {

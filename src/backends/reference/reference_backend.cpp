@@ -303,6 +303,19 @@ class ReferenceBackend final : public Backend {
          "scratch");
     ops::slab_attention(a);
   }
+  void cswin_attention(const ops::CswinAttentionArgs& a) const override {
+    const int64_t width = a.heads * a.head_dim, rows = a.batch * a.gh * a.gw;
+    f32s(a.q, (rows - 1) * a.ldq + width, "cswin_attention", "q");
+    f32s(a.k, (rows - 1) * a.ldk + width, "cswin_attention", "k");
+    f32s(a.v, (rows - 1) * a.ldv + width, "cswin_attention", "v");
+    f32s(a.lepe_w, width * a.kernel * a.kernel, "cswin_attention", "lepe_w");
+    f32s(a.lepe_b, width, "cswin_attention", "lepe_b");
+    f32s(a.out, (rows - 1) * a.ldo + width, "cswin_attention", "out");
+    f32s(a.scratch,
+         cswin_scratch_floats(a.batch, a.heads, a.head_dim, a.gh, a.gw, a.stripe, a.kernel),
+         "cswin_attention", "scratch");
+    ops::cswin_attention(a);
+  }
   void carafe(const float* x, const float* enc, int64_t b, int64_t c, int64_t h, int64_t w,
               int64_t k, int64_t s, float* scratch, float* y) const override {
     f32s(x, b * c * h * w, "carafe", "x");
@@ -332,6 +345,14 @@ class ReferenceBackend final : public Backend {
     f32s(x, n, "silu", "x");
     f32s(y, n, "silu", "y");
     ops::silu_copy(x, y, n);
+  }
+  void modulate(const float* x, int64_t b, int64_t n, int64_t d, const float* shift,
+                const float* scale, int64_t mod_stride, float* y) const override {
+    f32s(x, b * n * d, "modulate", "x");
+    f32s(shift, (b - 1) * mod_stride + d, "modulate", "shift");
+    f32s(scale, (b - 1) * mod_stride + d, "modulate", "scale");
+    f32s(y, b * n * d, "modulate", "y");
+    ops::modulate(x, b, n, d, shift, scale, mod_stride, y);
   }
   void film(float* h, const float* scale, const float* shift, int64_t mstride, int64_t b, int64_t c,
             int64_t hw) const override {
