@@ -78,10 +78,12 @@ def fold_repbn_state(state: dict, cfg: dict) -> dict:
     ValueError when a RepBN block still mixes in its LayerNorm (lam > 0): such a model cannot be
     folded (train past the progressive schedule first).
     """
+    from . import config as config_mod
     from .backbone import block_norms
     out = dict(state)
-    D = cfg["backbone"]["width"]
-    for i, kind in enumerate(block_norms(cfg["backbone"])):
+    b = config_mod.from_dict(cfg)["backbone"]  # configs saved before the norm option existed
+    D = b["width"]
+    for i, kind in enumerate(block_norms(b)):
         pre = f"backbone.blocks.{i}"
         if kind != "repbn" or pre + ".norm1.rep.eta" not in state:
             continue
