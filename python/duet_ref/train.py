@@ -93,6 +93,32 @@ def init_from_export(model_dir, args):
     return model, ema, build_optimizer(model, args.lr_backbone, args.lr_refiner), loaded.cfg
 
 
+def init_variant_from_export(model_dir, cfg, args):
+    """--init-from DIR --init-variant: a model built from `cfg` (e.g. the export's config with
+    SLAB / CSWin attention or RepBN norms) starting from every tensor of the export whose name and
+    shape match (a layernorm block's ln_c.{weight,bias} feed a repbn block's ln_c.ln.*); the rest
+    (dwc / LePE convs, BN statistics) keep their initialisation. -> (model, ema, opt, report)."""
+    from .checkpoint import load_model
+    src = load_model(model_dir).state_dict()
+    model = DuetModel(cfg)
+    dst = model.state_dict()
+    copied, fresh = 0, []
+    for k, v in dst.items():
+        s = src.get(k)
+        if s is None and ".ln_c.ln." in k:
+            s = src.get(k.replace(".ln_c.ln.", ".ln_c."))
+        if s is not None and tuple(s.shape) == tuple(v.shape):
+            dst[k] = s.clone()
+            copied += 1
+        else:
+            fresh.append(k)
+    model.load_state_dict(dst)
+    model.train()
+    ema = copy.deepcopy(model).requires_grad_(False)
+    report = f"{copied} tensors from {model_dir}, {len(fresh)} initialised fresh ({', '.join(fresh[:4])}...)"
+    return model, ema, build_optimizer(model, args.lr_backbone, args.lr_refiner), report
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/fashion-duet.json")
@@ -117,6 +143,9 @@ def main(argv=None):
     ap.add_argument("--repbn-steps", type=int, default=2000,
                     help="backbone.norm = repbn blocks: the LayerNorm -> RepBN mixing weight falls linearly from 1 "
                          "to 0 over this many steps (0 = RepBN from the first step); export needs it at 0")
+    ap.add_argument("--init-variant", action="store_true",
+                    help="with --init-from: build the model from --config instead (an attention / norm variant of "
+                         "the export's config) and start from every export tensor whose name and shape match")
     ap.add_argument("--init-from", default="",
                     help="exported model dir (config.json + model.safetensors): when --out has no last.ckpt, start "
                          "from its weights (model and EMA both; its config replaces --config; the text encoder counts "
@@ -155,6 +184,10 @@ def main(argv=None):
         text_pretrained = st.get("text_pretrained", False)
         print(f"resumed from {ckpt_path} at step {step}", flush=True)
         ema_warm = st.get("ema_warm", False)
+    elif args.init_from and args.init_variant:
+        model, ema, opt, report = init_variant_from_export(args.init_from, cfg, args)
+        text_pretrained, ema_warm = True, True
+        print(f"initialised a variant: {report}", flush=True)
     elif args.init_from:
         model, ema, opt, cfg = init_from_export(args.init_from, args)
         text_pretrained, ema_warm = True, True

@@ -124,3 +124,19 @@ def test_training_updates_the_batch_statistics():
 def test_bad_options_name_the_field(over, msg):
     with pytest.raises(ConfigError, match=msg):
         _cfg(**over)
+
+
+def test_init_variant_starts_from_the_export_where_names_and_shapes_match():
+    import argparse
+    from duet_ref.train import init_variant_from_export
+    from helpers import FIXTURES
+    src_dir = os.path.join(FIXTURES, "tiny-demo")
+    src = load_model(src_dir)
+    cfg = config_mod.from_dict({**src.cfg, "backbone": {**src.cfg["backbone"], "attention": "cswin", "norm": "repbn"}})
+    args = argparse.Namespace(lr_backbone=1e-4, lr_refiner=1e-4)
+    model, ema, _, report = init_variant_from_export(src_dir, cfg, args)
+    sd, ss = model.state_dict(), src.state_dict()
+    assert torch.equal(sd["backbone.blocks.0.attn.qkv.weight"], ss["backbone.blocks.0.attn.qkv.weight"])
+    assert torch.equal(sd["backbone.blocks.1.ln_c.ln.weight"], ss["backbone.blocks.1.ln_c.weight"])
+    assert "backbone.blocks.0.attn.lepe.weight" in report
+    assert float(sd["backbone.blocks.0.norm1.lam"]) == 1.0  # starts as pure LayerNorm: the same function
