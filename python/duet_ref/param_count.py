@@ -34,7 +34,16 @@ def count_parameters(cfg: dict) -> dict:
     block = (_lin(D, 6 * D) + _lin(D, 3 * D) + _lin(D, D)          # ada, self-attn qkv + proj
              + 2 * D + _lin(D, D) + 2 * _lin(Dt, D) + _lin(D, D)   # ln_c, cross q, k, v, proj
              + _lin(Dt, D) + _lin(D, r * D) + _lin(r * D, D))      # sem_gate, mlp
-    backbone = _conv(C, D, p) + bb["depth"] * block + _lin(D, 2 * D) + _lin(D, p * p * C)
+    from .backbone import block_attention, block_norms
+    d, extra = D // bb["heads"], 0
+    for kind, norm in zip(block_attention(bb), block_norms(bb)):
+        if kind == "slab_linear":  # dwc [d, 1, k, k] + [d]
+            extra += d * bb["slab_kernel"] ** 2 + d
+        elif kind == "cswin":  # lepe [D, 1, k, k] + [D]
+            extra += D * bb["cswin_kernel"] ** 2 + D
+        if norm == "repbn":  # training model: three RepBN (BN affine 2D + eta), ln_c keeps its LN
+            extra += 3 * (2 * D + 1)
+    backbone = _conv(C, D, p) + bb["depth"] * block + extra + _lin(D, 2 * D) + _lin(D, p * p * C)
     # refiner
     ct, cf = rf["time_channels"], rf["carafe"]
     chans = [rf["base_channels"] * m for m in rf["channel_mult"]]

@@ -145,7 +145,8 @@ def test_one_training_step_lowers_loss():
     assert loss1.item() < loss0.item()
 
 
-@pytest.mark.parametrize("name", ["tiny-demo", "awkward", "fashion-duet"])
+@pytest.mark.parametrize("name", ["tiny-demo", "awkward", "fashion-duet", "tiny-slab", "awkward-hybrid",
+                                  "tiny-cswin", "awkward-cswin"])
 def test_param_count_matches_model(name):
     cfg = load_cfg(name)
     assert count_parameters(cfg) == DuetModel(cfg).branch_parameters()
