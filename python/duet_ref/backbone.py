@@ -35,6 +35,11 @@ def identity(x):
     return x
 
 
+def ln_plain_late(x):
+    """ln_plain looked up when called (onnx_export swaps the module's ln_plain during export)."""
+    return ln_plain(x)
+
+
 class DiTBlock(nn.Module):
     """norm = "repbn": training (repbn_folded False) uses repbn.ProgressiveNorm for norm1, ln_c and
     norm2; an exported model (repbn_folded True) has them folded away (identity)."""
@@ -56,7 +61,7 @@ class DiTBlock(nn.Module):
             self.norm1, self.norm2 = ProgressiveNorm(dim), ProgressiveNorm(dim)
             self.ln_c = ProgressiveNorm(dim, nn.LayerNorm(dim, eps=1e-6))
         else:
-            self.norm1 = self.norm2 = ln_plain
+            self.norm1 = self.norm2 = ln_plain_late
             self.ln_c = nn.LayerNorm(dim, eps=1e-6)
         self.cross = Attention(dim, heads, kv_dim=text_dim)
         self.sem_gate = nn.Linear(text_dim, dim)
