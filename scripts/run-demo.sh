@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh duet_cli duet_shared   # the CLI and the C ABI only; run-tests.sh builds every target
 ./scripts/install-python.sh build
-./build/duet generate --model models/fashion-duet -p "${1:-a photo of an ankle boot}" --cfg-scale 3 -o duet-output.png
+./build/duet generate --model models/fashion-duet -p "${1:-a photo of an ankle boot}" -o duet-output.png
 echo "wrote duet-output.png"

@@ -85,8 +85,10 @@ def main(argv=None):
     ap.add_argument("--attr-per-class", type=int, default=10, help="images per (attribute, class); 0 = skip")
     ap.add_argument("--sampler", default="dpmpp_2m")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--cfg-scale", type=float, default=4.0)
-    ap.add_argument("--refine-every", type=int, default=3)
+    ap.add_argument("--cfg-scale", type=float, default=None,
+                    help="default: the model's inference.cfg_scale (duet generate's default)")
+    ap.add_argument("--refine-every", type=int, default=None,
+                    help="default: the model's inference.refine_every (duet generate's default)")
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--classifier", default=DEFAULT_PATH)
     ap.add_argument("--save-grid", help="write a PNG grid (one row per class) here")
@@ -112,6 +114,10 @@ def main(argv=None):
         result["source"] = args.png_dir
     else:
         model = load_model_any(args.model)
+        inf = model.cfg["inference"]
+        args.cfg_scale = inf["cfg_scale"] if args.cfg_scale is None else args.cfg_scale
+        args.refine_every = inf["refine_every"] if args.refine_every is None else args.refine_every
+        result.update(cfg_scale=args.cfg_scale, refine_every=args.refine_every)
         gen, labels = [], []
         with torch.no_grad():
             for k, name in enumerate(CLASS_NAMES):
