@@ -209,7 +209,7 @@ class Pipeline:
 
     def __call__(self, prompt, negative_prompt=None, num_inference_steps=20, guidance_scale=None,
                  num_images_per_prompt=1, seed=None, sampler="dpmpp_2m", karras=False,
-                 refine_every=3, height=None, width=None, output_type="pil",
+                 refine_every=None, height=None, width=None, output_type="pil",
                  callback_on_step_end=None, cache=None) -> PipelineOutput:
         """Generates images; the same settings and seed give the bytes `duet generate` writes.
 

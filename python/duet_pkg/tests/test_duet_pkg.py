@@ -50,7 +50,9 @@ def test_info_and_samplers():
 def test_pipeline_properties(pipe):
     assert pipe.name == "fashion-duet" and pipe.precision == "f32"
     assert (pipe.channels, pipe.height, pipe.width) == (1, 28, 28)
-    assert pipe.num_parameters > 0 and pipe.default_guidance_scale == 3.0
+    inf = json.load(open(os.path.join(FASHION, "config.json")))["inference"]
+    assert pipe.num_parameters > 0 and pipe.default_guidance_scale == inf["cfg_scale"]
+    assert pipe.default_refine_every == inf["refine_every"]
 
 
 def cli_generate(tmp_path, *args):
