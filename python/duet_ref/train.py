@@ -151,6 +151,8 @@ def main(argv=None):
                          "from its weights (model and EMA both; its config replaces --config; the text encoder counts "
                          "as pre-trained; the EMA decays at --ema from the first step). Ignored when resuming.")
     args = ap.parse_args(argv)
+    if args.init_variant and not args.init_from:
+        ap.error("--init-variant needs --init-from (the export whose tensors the variant starts from)")
 
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)

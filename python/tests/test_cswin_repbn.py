@@ -140,3 +140,10 @@ def test_init_variant_starts_from_the_export_where_names_and_shapes_match():
     assert torch.equal(sd["backbone.blocks.1.ln_c.ln.weight"], ss["backbone.blocks.1.ln_c.weight"])
     assert "backbone.blocks.0.attn.lepe.weight" in report
     assert float(sd["backbone.blocks.0.norm1.lam"]) == 1.0  # starts as pure LayerNorm: the same function
+
+
+def test_init_variant_without_init_from_is_an_error(capsys):
+    from duet_ref.train import main
+    with pytest.raises(SystemExit) as e:
+        main(["--init-variant", "--out", "/nonexistent/x"])
+    assert e.value.code == 2 and "--init-variant needs --init-from" in capsys.readouterr().err
